@@ -1,0 +1,148 @@
+"""Costs ``C`` and the base case of the dynamic programme, ``delta^(L)``, with a registry.
+
+A loss knows two things:
+
+``value(a, y)``
+    the cost ``C = (1/m) sum_i C_i`` for outputs ``a = a^(L)`` and targets ``y``,
+    both of shape ``(m, S_L)``.
+``output_delta(a, y, activation, out, scale)``
+    ``out = scale * delta^(L)`` with ``delta^(L) = dC_i/dz^(L)`` per example. The
+    backward pass passes ``scale = 1/m`` so that the mean over the batch is folded
+    into the one small output-layer array instead of every weight gradient.
+
+The matched pairs (softmax with cross-entropy, sigmoid with binary cross-entropy) have
+``delta^(L) = a - y``: the ``1/a`` of the cost's derivative cancels against ``g'``. That
+shortcut holds *only* for the matched activation, so each loss checks the activation it
+is given and otherwise follows the general rule ``delta = dC/da * g'(z)``. The backward
+pass has no special cases.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from .activations import Activation
+from .errors import ConfigError
+
+__all__ = [
+    "LOSSES",
+    "BinaryCrossEntropy",
+    "CrossEntropy",
+    "Loss",
+    "SquaredError",
+    "get_loss",
+]
+
+
+class Loss(Protocol):
+    """What the engine needs of a cost ``C``."""
+
+    name: str
+    #: activation that the output layer gets by default with this cost
+    default_output: str | None
+
+    def value(self, a: np.ndarray, y: np.ndarray) -> float: ...
+
+    def output_delta(
+        self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
+    ) -> np.ndarray: ...
+
+
+class SquaredError:
+    """The notes' cost: ``C_i = sum_j (a_j^(L) - y_j)^2`` (no 1/2), averaged over ``m``.
+
+    ``dC_i/da_j = 2 (a_j - y_j)``, so ``delta^(L) = 2 (a - y) * g'(z^(L))``.
+    """
+
+    name = "squared_error"
+    default_output = None  # the hidden layers' activation, as in the notes
+
+    def value(self, a: np.ndarray, y: np.ndarray) -> float:
+        diff = a - y
+        return float(np.vdot(diff, diff)) / a.shape[0]
+
+    def output_delta(
+        self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
+    ) -> np.ndarray:
+        np.subtract(a, y, out=out)
+        out *= 2.0 * scale
+        activation.backprop(a, out)
+        return out
+
+
+class CrossEntropy:
+    """Categorical cross-entropy ``C_i = -sum_j y_j log a_j^(L)`` with a softmax output.
+
+    With softmax, ``delta^(L) = a - y`` (the softmax Jacobian is never formed).
+    """
+
+    name = "cross_entropy"
+    default_output = "softmax"
+
+    def value(self, a: np.ndarray, y: np.ndarray) -> float:
+        # Clip so that an output that underflowed to 0 costs -log(tiny), not inf.
+        tiny = np.finfo(a.dtype).tiny
+        return -float(np.vdot(y, np.log(np.maximum(a, tiny)))) / a.shape[0]
+
+    def output_delta(
+        self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
+    ) -> np.ndarray:
+        if activation.name != "softmax":
+            raise ConfigError(
+                f"the cross_entropy cost needs a softmax output layer, not {activation.name}; "
+                "use activation=[..., 'softmax'] or cost='squared_error'"
+            )
+        np.subtract(a, y, out=out)
+        out *= scale
+        return out
+
+
+class BinaryCrossEntropy:
+    """``C_i = -sum_j [y_j log a_j + (1 - y_j) log(1 - a_j)]`` with a sigmoid output.
+
+    With sigmoid, ``delta^(L) = a - y``.
+    """
+
+    name = "binary_cross_entropy"
+    default_output = "sigmoid"
+
+    def value(self, a: np.ndarray, y: np.ndarray) -> float:
+        eps = np.finfo(a.dtype).eps
+        p = np.clip(a, eps, 1 - eps)
+        return -float(np.vdot(y, np.log(p)) + np.vdot(1 - y, np.log1p(-p))) / a.shape[0]
+
+    def output_delta(
+        self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
+    ) -> np.ndarray:
+        if activation.name != "sigmoid":
+            raise ConfigError(
+                "the binary_cross_entropy cost needs a sigmoid output layer, "
+                f"not {activation.name}; use activation=[..., 'sigmoid']"
+            )
+        np.subtract(a, y, out=out)
+        out *= scale
+        return out
+
+
+LOSSES: dict[str, type] = {cls.name: cls for cls in (SquaredError, CrossEntropy, BinaryCrossEntropy)}
+
+
+def get_loss(name: str | Loss) -> Loss:
+    """Return the cost registered under ``name`` (or ``name`` itself if it is one).
+
+    Raises
+    ------
+    ConfigError
+        If ``name`` is not a registered cost.
+    """
+    if not isinstance(name, str):
+        if hasattr(name, "value") and hasattr(name, "output_delta"):
+            return name
+        raise ConfigError(f"cost must be a name, got {type(name).__name__}")
+    try:
+        return LOSSES[name.lower()]()
+    except KeyError:
+        known = ", ".join(sorted(LOSSES))
+        raise ConfigError(f"unknown cost {name!r}; choose one of: {known}") from None

@@ -1,0 +1,337 @@
+"""The training loop: mini-batch gradient descent, history, validation, callbacks.
+
+``fit`` returns data (a :class:`History`) and prints nothing; the CLI draws its progress
+bar from the per-epoch callback.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import backprop
+from .errors import ConfigError, DataError, DivergenceError
+from .network import Network, as_generator
+from .optimizers import get_optimizer, get_schedule
+
+__all__ = ["EpochRecord", "History", "evaluate", "fit"]
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch produced; passed to every callback.
+
+    ``cost`` is the mean over the epoch's batches of the cost each batch had when it
+    was used (before its update), as Keras and scikit-learn report it: no extra pass.
+    """
+
+    epoch: int
+    cost: float
+    accuracy: float | None
+    val_cost: float | None
+    val_accuracy: float | None
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch training record returned by :func:`fit`.
+
+    Attributes
+    ----------
+    epoch, cost, accuracy, val_cost, val_accuracy, learning_rate, seconds : list
+        One entry per epoch run; accuracies are None for regression and validation
+        entries None without validation data.
+    best_epoch : int or None
+        The epoch with the lowest validation cost (early stopping restores it).
+    stopped_early : bool
+        True when early stopping or a callback ended training before ``epochs``.
+    """
+
+    epoch: list[int] = field(default_factory=list)
+    cost: list[float] = field(default_factory=list)
+    accuracy: list[float | None] = field(default_factory=list)
+    val_cost: list[float | None] = field(default_factory=list)
+    val_accuracy: list[float | None] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def append(self, rec: EpochRecord) -> None:
+        for key, value in asdict(rec).items():
+            getattr(self, key).append(value)
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain lists and scalars (JSON-serialisable)."""
+        return asdict(self)
+
+
+Callback = Callable[[EpochRecord], Any]
+
+
+def _labels(Yenc: np.ndarray) -> np.ndarray:
+    """Class indices from encoded targets (one-hot rows, or one 0/1 column)."""
+    if Yenc.shape[1] == 1:
+        return (Yenc[:, 0] > 0.5).astype(np.int64)
+    return Yenc.argmax(axis=1)
+
+
+def _hits(a: np.ndarray, labels: np.ndarray) -> int:
+    pred = (a[:, 0] > 0.5) if a.shape[1] == 1 else a.argmax(axis=1)
+    return int(np.count_nonzero(pred == labels))
+
+
+def evaluate(
+    net: Network, X: Any, Y: Any, *, chunk: int = 4096
+) -> tuple[float, float | None]:
+    """Cost and (for class targets) accuracy of ``net`` on ``X``, ``Y``.
+
+    Computed in chunks of at most ``chunk`` rows, so memory does not grow with ``m``.
+
+    Returns
+    -------
+    cost : float
+    accuracy : float or None
+        Fraction of examples whose predicted class is right; None for regression.
+    """
+    X = net.check_X(X)
+    Yenc, is_class = net.encode_targets(Y, X.shape[0])
+    return _evaluate(net, X, Yenc, _labels(Yenc) if is_class else None, chunk)
+
+
+def _evaluate(
+    net: Network,
+    X: np.ndarray,
+    Yenc: np.ndarray,
+    labels: np.ndarray | None,
+    chunk: int,
+    ws: backprop.Workspace | None = None,
+) -> tuple[float, float | None]:
+    m = X.shape[0]
+    if ws is None:
+        ws = backprop.Workspace(net, min(chunk, m))
+    total, hits = 0.0, 0
+    for start in range(0, m, ws.m):
+        stop = min(start + ws.m, m)
+        view = ws.rows(stop - start)
+        a = backprop.forward(net, view, X[start:stop])
+        total += net.loss.value(a, Yenc[start:stop]) * (stop - start)
+        if labels is not None:
+            hits += _hits(a, labels[start:stop])
+    return total / m, (hits / m if labels is not None else None)
+
+
+def fit(
+    net: Network,
+    X: Any,
+    Y: Any,
+    *,
+    epochs: int = 10,
+    batch_size: int = 32,
+    learning_rate: float = 0.1,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    schedule: str | Callable[[int], float] = "constant",
+    step_size: int = 10,
+    gamma: float = 0.5,
+    shuffle: bool = True,
+    validation_split: float = 0.0,
+    validation_data: tuple[Any, Any] | None = None,
+    early_stopping: bool = False,
+    patience: int = 5,
+    min_delta: float = 0.0,
+    callbacks: Iterable[Callback] = (),
+    seed: int | np.random.Generator | None = None,
+) -> History:
+    """Train ``net`` in place by mini-batch gradient descent.
+
+    Each step takes a batch of ``batch_size`` rows, runs the forward sweep and the
+    backward dynamic programme over the whole batch, and updates every ``Theta[l]``
+    and ``b[l]`` with the optimizer (plain ``sgd`` is the notes' rule
+    ``Theta := Theta - alpha dC/dTheta``).
+
+    Parameters
+    ----------
+    net : Network
+    X : array-like of shape (m, S[0])
+    Y : array-like
+        Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
+        targets of shape (m, S[L]) (or (m,) for one output).
+    epochs : int
+        Passes over the training data.
+    batch_size : int
+        Rows per step (the last batch of an epoch may be smaller).
+    learning_rate : float
+        ``alpha``; with ``schedule`` the rate of the first epoch.
+    optimizer : {"sgd", "momentum", "nesterov", "adam"}
+    momentum, beta1, beta2, eps : float
+        Settings of momentum/Nesterov and of Adam.
+    weight_decay : float
+        L2 penalty ``lambda``: ``lambda * Theta[l]`` is added to each weight gradient
+        (biases are not decayed). The reported cost does not include it.
+    schedule : {"constant", "step", "exponential", "cosine"} or callable
+        Learning rate per epoch (see :func:`deltaflow.optimizers.get_schedule`).
+    step_size, gamma : int, float
+        Settings of the ``step`` and ``exponential`` schedules.
+    shuffle : bool
+        Draw a new order of the examples each epoch.
+    validation_split : float
+        Fraction of ``X`` held out (drawn with the seed) to validate on each epoch.
+    validation_data : (X_val, Y_val), optional
+        Explicit validation data; overrides ``validation_split``.
+    early_stopping : bool
+        Stop when the validation cost has not improved by ``min_delta`` for
+        ``patience`` epochs, and restore the parameters of the best epoch.
+    callbacks : iterable of callable
+        Each is called with an :class:`EpochRecord` after every epoch; a callback
+        that returns True stops training.
+    seed : int, Generator or None
+        Randomness for shuffling and the validation split; None uses ``net.rng``.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ConfigError
+        For a bad hyper-parameter.
+    DataError
+        For data that does not fit the network.
+    DivergenceError
+        When the cost becomes NaN or infinite; the parameters are restored to the
+        start of that epoch (the last finite ones known).
+    """
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    if not 0.0 <= validation_split < 1.0:
+        raise ConfigError(f"validation_split must be in [0, 1), got {validation_split}")
+    if weight_decay < 0:
+        raise ConfigError(f"weight_decay must be non-negative, got {weight_decay}")
+    patience = _positive_int(patience, "patience")
+    rate = get_schedule(schedule, learning_rate, epochs, step_size=step_size, gamma=gamma)
+    opt = get_optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps)
+    rng = net.rng if seed is None else as_generator(seed)
+
+    X = net.check_X(X)
+    Yenc, is_class = net.encode_targets(Y, X.shape[0])
+    if validation_data is not None:
+        try:
+            Xv_raw, Yv_raw = validation_data
+        except (TypeError, ValueError):
+            raise ConfigError("validation_data must be a pair (X_val, Y_val)") from None
+        Xv = net.check_X(Xv_raw, "X_val")
+        Yv, _ = net.encode_targets(Yv_raw, Xv.shape[0], "Y_val")
+    elif validation_split > 0:
+        m_val = int(round(validation_split * X.shape[0]))
+        if m_val < 1 or m_val >= X.shape[0]:
+            raise DataError(
+                f"validation_split={validation_split} of {X.shape[0]} examples leaves "
+                "no training or no validation rows; use more data or another fraction"
+            )
+        order = rng.permutation(X.shape[0])
+        Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
+        X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
+    else:
+        Xv = Yv = None
+    if early_stopping and Xv is None:
+        raise ConfigError(
+            "early_stopping needs validation data; pass validation_split or validation_data"
+        )
+
+    m = X.shape[0]
+    labels = _labels(Yenc) if is_class else None
+    labels_v = _labels(Yv) if (is_class and Yv is not None) else None
+    bs = min(batch_size, m)
+    ws = backprop.Workspace(net, bs)
+    Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
+    ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
+    params = net.weights + net.biases
+    grads = ws.dtheta + ws.db
+    callbacks = list(callbacks)
+
+    history = History()
+    best_cost, best_params, waited = math.inf, None, 0
+    order = np.arange(m)
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        lr = float(rate(epoch))
+        if shuffle:
+            rng.shuffle(order)
+        snapshot = [p.copy() for p in params]
+        total, hits = 0.0, 0
+        for batch, start in enumerate(range(0, m, bs)):
+            idx = order[start : start + bs]
+            view = ws.rows(idx.shape[0])
+            np.take(X, idx, axis=0, out=view.a[0])
+            Yb = Ybuf[: idx.shape[0]]
+            np.take(Yenc, idx, axis=0, out=Yb)
+            a_L = backprop.forward(net, view)
+            c = net.loss.value(a_L, Yb)
+            if not math.isfinite(c):
+                for p, s in zip(params, snapshot):
+                    p[...] = s
+                raise DivergenceError(
+                    f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
+                    f"try a smaller learning rate than {lr:g}"
+                )
+            total += c * idx.shape[0]
+            if labels is not None:
+                hits += _hits(a_L, labels[idx])
+            backprop.backward(net, view, Yb)
+            if weight_decay:
+                for w, g in zip(net.weights, ws.dtheta):
+                    g += weight_decay * w
+            opt.step(params, grads, lr)
+        val_cost = val_acc = None
+        if Xv is not None:
+            val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
+        rec = EpochRecord(
+            epoch=epoch + 1,
+            cost=total / m,
+            accuracy=hits / m if labels is not None else None,
+            val_cost=val_cost,
+            val_accuracy=val_acc,
+            learning_rate=lr,
+            seconds=time.perf_counter() - t0,
+        )
+        history.append(rec)
+        stop = False
+        if val_cost is not None:
+            if val_cost < best_cost - min_delta:
+                best_cost, waited, history.best_epoch = val_cost, 0, epoch + 1
+                if early_stopping:
+                    best_params = [p.copy() for p in params]
+            else:
+                waited += 1
+                stop = early_stopping and waited >= patience
+        for cb in callbacks:
+            if cb(rec) is True:
+                stop = True
+        if stop:
+            history.stopped_early = epoch + 1 < epochs
+            break
+    if best_params is not None:
+        for p, b in zip(params, best_params):
+            p[...] = b
+    return history
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+    return int(value)
