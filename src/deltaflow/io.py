@@ -30,7 +30,14 @@ from safetensors.numpy import save as st_save
 from .errors import ModelFileError
 from .network import Network
 
-__all__ = ["FORMAT_VERSION", "atomic_write_bytes", "load", "read_safetensors", "save"]
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_write_bytes",
+    "load",
+    "load_extra",
+    "read_safetensors",
+    "save",
+]
 
 FORMAT_VERSION = 1
 _MAX_HEADER = 16 * 1024 * 1024  # a deltaflow header is a few hundred bytes
@@ -64,10 +71,18 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.close(dfd)
 
 
-def save(net: Network, path: str | os.PathLike[str]) -> None:
+def save(
+    net: Network, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None
+) -> None:
     """Save ``net`` to ``path`` (conventionally ``*.safetensors``), atomically.
 
     The round trip through :func:`load` is bit-exact.
+
+    Parameters
+    ----------
+    extra : dict, optional
+        JSON-serialisable facts to keep beside the model (the CLI stores how inputs
+        were scaled); read back with :func:`load_extra`.
     """
     tensors: dict[str, np.ndarray] = {}
     for l in range(1, net.L + 1):
@@ -80,6 +95,7 @@ def save(net: Network, path: str | os.PathLike[str]) -> None:
         "activations": json.dumps(net.activation_names),
         "cost": json.dumps(net.loss.name),
         "dtype": json.dumps(net.dtype.name),
+        "extra": json.dumps(extra or {}),
     }
     atomic_write_bytes(path, st_save(tensors, metadata=metadata))
 
@@ -167,9 +183,7 @@ def load(path: str | os.PathLike[str]) -> Network:
         raise ModelFileError(f"{path}: metadata 'activations' must be a list of names")
     L = len(sizes) - 1
     if len(acts) != L:
-        raise ModelFileError(
-            f"{path}: metadata lists {len(acts)} activations for {L} layers"
-        )
+        raise ModelFileError(f"{path}: metadata lists {len(acts)} activations for {L} layers")
     if not isinstance(cost, str) or dtype not in ("float32", "float64"):
         raise ModelFileError(f"{path}: metadata 'cost' or 'dtype' is malformed")
     expected = {f"theta.{l}" for l in range(1, L + 1)} | {f"b.{l}" for l in range(1, L + 1)}
@@ -198,3 +212,20 @@ def load(path: str | os.PathLike[str]) -> Network:
                 )
             dest[l - 1] = np.array(t, dtype=net.dtype, order="C", copy=True)
     return net
+
+
+def load_extra(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``extra`` dictionary saved with a model (empty if none).
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load` does for an unreadable file.
+    """
+    _, metadata = read_safetensors(path)
+    if "extra" not in metadata:
+        return {}
+    extra = _meta_json(metadata, "extra", Path(path))
+    if not isinstance(extra, dict):
+        raise ModelFileError(f"{path}: metadata 'extra' is not a JSON object")
+    return extra

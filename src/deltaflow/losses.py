@@ -126,7 +126,9 @@ class BinaryCrossEntropy:
         return out
 
 
-LOSSES: dict[str, type] = {cls.name: cls for cls in (SquaredError, CrossEntropy, BinaryCrossEntropy)}
+LOSSES: dict[str, type] = {
+    cls.name: cls for cls in (SquaredError, CrossEntropy, BinaryCrossEntropy)
+}
 
 
 def get_loss(name: str | Loss) -> Loss:

@@ -101,9 +101,7 @@ class Network:
         self.sizes = _check_sizes(sizes)
         self.dtype = check_dtype(dtype)
         self.loss: Loss = get_loss(cost)
-        self.activations: list[Activation] = _resolve_activations(
-            activation, self.L, self.loss
-        )
+        self.activations: list[Activation] = _resolve_activations(activation, self.L, self.loss)
         self.rng = as_generator(seed)
         self.weights: list[np.ndarray] = []
         self.biases: list[np.ndarray] = []
@@ -215,17 +213,17 @@ class Network:
             raise DataError(f"{name} is not a numeric array ({exc})") from None
         if Y.ndim == 0 or Y.shape[0] != m:
             got = "a scalar" if Y.ndim == 0 else f"{Y.shape[0]} rows"
-            raise DataError(
-                f"X has {m} rows but {name} has {got}; pass one target per example"
-            )
+            raise DataError(f"X has {m} rows but {name} has {got}; pass one target per example")
         if not (np.issubdtype(Y.dtype, np.number) or Y.dtype == bool):
             raise DataError(f"{name} must be numeric, got dtype {Y.dtype}")
         if not np.isfinite(Y).all():
             raise DataError(f"{name} contains NaN or infinite values; clean them first")
         S_L = self.sizes[-1]
         if Y.ndim == 1:
-            integral = np.issubdtype(Y.dtype, np.integer) or Y.dtype == bool or (
-                S_L > 1 and np.array_equal(Y, np.round(Y))
+            integral = (
+                np.issubdtype(Y.dtype, np.integer)
+                or Y.dtype == bool
+                or (S_L > 1 and np.array_equal(Y, np.round(Y)))
             )
             if S_L == 1:
                 if not integral:  # one real-valued output: regression

@@ -91,9 +91,7 @@ def _hits(a: np.ndarray, labels: np.ndarray) -> int:
     return int(np.count_nonzero(pred == labels))
 
 
-def evaluate(
-    net: Network, X: Any, Y: Any, *, chunk: int = 4096
-) -> tuple[float, float | None]:
+def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float, float | None]:
     """Cost and (for class targets) accuracy of ``net`` on ``X``, ``Y``.
 
     Computed in chunks of at most ``chunk`` rows, so memory does not grow with ``m``.
