@@ -101,7 +101,7 @@ def forward(net: Network, ws: Workspace, X: np.ndarray | None = None) -> np.ndar
     return a[net.L]
 
 
-def backward(net: Network, ws: Workspace, Y: np.ndarray) -> None:
+def backward(net: Network, ws: Workspace, Y: np.ndarray, weights: np.ndarray | None = None) -> None:
     """Backward dynamic programme: fill ``ws.dtheta`` and ``ws.db`` after :func:`forward`.
 
     Last layer to first::
@@ -118,10 +118,20 @@ def backward(net: Network, ws: Workspace, Y: np.ndarray) -> None:
     ----------
     Y : ndarray of shape (m, S[L])
         Targets, of the network's dtype.
+    weights : ndarray of shape (m,), optional
+        Per-example weights ``w_i >= 0`` for the weighted cost
+        ``C = sum_i w_i C_i / sum_i w_i``: row ``i`` of ``delta[L]`` carries
+        ``w_i / sum_i w_i`` where the unweighted cost has ``1/m``. Weights that are all
+        zero give zero gradients. None (the default) is the plain mean, with no extra work.
     """
     a, delta = ws.a, ws.delta
     L, m = net.L, ws.m
-    net.loss.output_delta(a[L], Y, net.activations[L - 1], out=delta[L], scale=1.0 / m)
+    if weights is None:
+        net.loss.output_delta(a[L], Y, net.activations[L - 1], out=delta[L], scale=1.0 / m)
+    else:
+        net.loss.output_delta(a[L], Y, net.activations[L - 1], out=delta[L], scale=1.0)
+        total = weights.sum()
+        delta[L] *= (weights / total if total > 0 else weights)[:, None]
     for l in range(L, 0, -1):
         np.dot(a[l - 1].T, delta[l], out=ws.dtheta[l - 1])
         np.add.reduce(delta[l], axis=0, out=ws.db[l - 1])

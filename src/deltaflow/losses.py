@@ -2,9 +2,10 @@
 
 A loss knows two things:
 
-``value(a, y)``
+``value(a, y, weights=None)``
     the cost ``C = (1/m) sum_i C_i`` for outputs ``a = a^(L)`` and targets ``y``,
-    both of shape ``(m, S_L)``.
+    both of shape ``(m, S_L)``; with per-example ``weights`` of shape ``(m,)``, the
+    weighted mean ``C = sum_i w_i C_i / sum_i w_i``.
 ``output_delta(a, y, activation, out, scale)``
     ``out = scale * delta^(L)`` with ``delta^(L) = dC_i/dz^(L)`` per example. The
     backward pass passes ``scale = 1/m`` so that the mean over the batch is folded
@@ -43,7 +44,7 @@ class Loss(Protocol):
     #: activation that the output layer gets by default with this cost
     default_output: str | None
 
-    def value(self, a: np.ndarray, y: np.ndarray) -> float: ...
+    def value(self, a: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float: ...
 
     def output_delta(
         self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
@@ -59,8 +60,10 @@ class SquaredError:
     name = "squared_error"
     default_output = None  # the hidden layers' activation, as in the notes
 
-    def value(self, a: np.ndarray, y: np.ndarray) -> float:
+    def value(self, a: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
         diff = a - y
+        if weights is not None:
+            return _weighted_mean(np.einsum("ij,ij->i", diff, diff), weights)
         return float(np.vdot(diff, diff)) / a.shape[0]
 
     def output_delta(
@@ -81,9 +84,11 @@ class CrossEntropy:
     name = "cross_entropy"
     default_output = "softmax"
 
-    def value(self, a: np.ndarray, y: np.ndarray) -> float:
+    def value(self, a: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
         # Clip so that an output that underflowed to 0 costs -log(tiny), not inf.
         tiny = np.finfo(a.dtype).tiny
+        if weights is not None:
+            return -_weighted_mean(np.einsum("ij,ij->i", y, np.log(np.maximum(a, tiny))), weights)
         return -float(np.vdot(y, np.log(np.maximum(a, tiny)))) / a.shape[0]
 
     def output_delta(
@@ -108,9 +113,14 @@ class BinaryCrossEntropy:
     name = "binary_cross_entropy"
     default_output = "sigmoid"
 
-    def value(self, a: np.ndarray, y: np.ndarray) -> float:
+    def value(self, a: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
         eps = np.finfo(a.dtype).eps
         p = np.clip(a, eps, 1 - eps)
+        if weights is not None:
+            per_example = np.einsum("ij,ij->i", y, np.log(p)) + np.einsum(
+                "ij,ij->i", 1 - y, np.log1p(-p)
+            )
+            return -_weighted_mean(per_example, weights)
         return -float(np.vdot(y, np.log(p)) + np.vdot(1 - y, np.log1p(-p))) / a.shape[0]
 
     def output_delta(
@@ -124,6 +134,12 @@ class BinaryCrossEntropy:
         np.subtract(a, y, out=out)
         out *= scale
         return out
+
+
+def _weighted_mean(c: np.ndarray, weights: np.ndarray) -> float:
+    """``sum_i w_i C_i / sum_i w_i`` for per-example costs ``c``; 0 when the weights are."""
+    total = float(weights.sum())
+    return float(np.dot(weights, c)) / total if total > 0 else 0.0
 
 
 LOSSES: dict[str, type] = {

@@ -7,7 +7,6 @@ bar from the per-epoch callback.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backprop, checkpoint
+from . import backprop
 from .errors import ConfigError, DataError, DivergenceError
 from .network import Network, as_generator
 from .optimizers import get_optimizer, get_schedule
@@ -135,6 +134,7 @@ def fit(
     X: Any,
     Y: Any,
     *,
+    sample_weight: Any = None,
     epochs: int = 10,
     batch_size: int = 32,
     learning_rate: float = 0.1,
@@ -155,11 +155,6 @@ def fit(
     min_delta: float = 0.0,
     callbacks: Iterable[Callback] = (),
     seed: int | np.random.Generator | None = None,
-    checkpoint_dir: str | os.PathLike[str] | None = None,
-    checkpoint_every: int = 1,
-    resume: bool = False,
-    checkpoint_extra: dict[str, Any] | None = None,
-    track_delta_norms: bool = False,
 ) -> History:
     """Train ``net`` in place by mini-batch gradient descent.
 
@@ -175,6 +170,11 @@ def fit(
     Y : array-like
         Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
         targets of shape (m, S[L]) (or (m,) for one output).
+    sample_weight : array-like of shape (m,), optional
+        Non-negative weights ``w_i``: each batch then minimises the weighted cost
+        ``C = sum_i w_i C_i / sum_i w_i`` (so integer weights act like repeated rows)
+        and the reported cost is weighted the same way; accuracies stay unweighted.
+        With ``validation_split`` the held-out rows' weights are dropped.
     epochs : int
         Passes over the training data.
     batch_size : int
@@ -205,20 +205,6 @@ def fit(
         that returns True stops training.
     seed : int, Generator or None
         Randomness for shuffling and the validation split; None uses ``net.rng``.
-    checkpoint_dir : str or path, optional
-        Write a checkpoint there every ``checkpoint_every`` epochs and after the last
-        (see :mod:`deltaflow.checkpoint`): parameters, optimizer state, the generator's
-        state, the order of the examples, the history and these settings. Atomic; the
-        newest two are kept.
-    checkpoint_every : int
-        Epochs between checkpoints.
-    resume : bool
-        Continue from the newest valid checkpoint in ``checkpoint_dir`` (start afresh
-        if it has none). The result is bit-identical to a run never interrupted. The
-        settings and data must be the ones the checkpoint was made with. Without
-        ``resume`` a directory that already holds checkpoints is refused.
-    checkpoint_extra : dict, optional
-        JSON-serialisable facts stored in every checkpoint (the CLI keeps its arguments).
 
     Returns
     -------
@@ -227,10 +213,7 @@ def fit(
     Raises
     ------
     ConfigError
-        For a bad hyper-parameter, or a checkpoint made with other settings or data.
-    ModelFileError
-        When resuming and no checkpoint in ``checkpoint_dir`` is valid (a damaged
-        newest one is skipped with a :class:`~deltaflow.checkpoint.CheckpointWarning`).
+        For a bad hyper-parameter.
     DataError
         For data that does not fit the network.
     DivergenceError
@@ -247,34 +230,10 @@ def fit(
     rate = get_schedule(schedule, learning_rate, epochs, step_size=step_size, gamma=gamma)
     opt = get_optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps)
     rng = net.rng if seed is None else as_generator(seed)
-    every = _positive_int(checkpoint_every, "checkpoint_every")
-    config = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": float(learning_rate),
-        "optimizer": optimizer.lower() if isinstance(optimizer, str) else opt.name,
-        "momentum": momentum,
-        "beta1": beta1,
-        "beta2": beta2,
-        "eps": eps,
-        "weight_decay": weight_decay,
-        "schedule": schedule.lower() if isinstance(schedule, str) else "callable",
-        "step_size": step_size,
-        "gamma": gamma,
-        "shuffle": shuffle,
-        "validation_split": validation_split,
-        "validation_data": validation_data is not None,
-        "early_stopping": early_stopping,
-        "patience": patience,
-        "min_delta": min_delta,
-    }
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = checkpoint.start_run(checkpoint_dir, resume, net, config)
 
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
-    split = None
+    W = _sample_weights(sample_weight, X.shape[0], net.dtype)
     if validation_data is not None:
         try:
             Xv_raw, Yv_raw = validation_data
@@ -289,26 +248,23 @@ def fit(
                 f"validation_split={validation_split} of {X.shape[0]} examples leaves "
                 "no training or no validation rows; use more data or another fraction"
             )
-        # a resumed run takes the split it drew at the start, not a new one
-        if ckpt is None:
-            order = split = rng.permutation(X.shape[0])
-        else:
-            order = split = checkpoint.stored_split(ckpt, X.shape[0])
+        order = rng.permutation(X.shape[0])
         Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
         X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
+        W = None if W is None else W[order[m_val:]]
     else:
         Xv = Yv = None
-    fingerprint = ""
-    if checkpoint_dir is not None:
-        fingerprint = checkpoint.data_fingerprint(X, Yenc, *(() if Xv is None else (Xv, Yv)))
-        if ckpt is not None:
-            checkpoint.check_data(ckpt, fingerprint)
     if early_stopping and Xv is None:
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
 
     m = X.shape[0]
+    m_w = m if W is None else float(W.sum())  # the cost's denominator
+    if m_w <= 0:
+        raise DataError(
+            "sample_weight is zero for every training row; give some rows a positive weight"
+        )
     labels = _labels(Yenc) if is_class else None
     labels_v = _labels(Yv) if (is_class and Yv is not None) else None
     bs = min(batch_size, m)
@@ -322,14 +278,7 @@ def fit(
     history = History()
     best_cost, best_params, waited = math.inf, None, 0
     order = np.arange(m)
-    first_epoch = 0
-    if ckpt is not None:
-        checkpoint.restore(ckpt, params, opt, rng, order)
-        history = checkpoint.restore_history(ckpt, History)
-        best_cost, waited = float(ckpt.state["best_cost"]), int(ckpt.state["waited"])
-        best_params = ckpt.best_params
-        first_epoch = epochs if ckpt.state["finished"] else ckpt.epoch
-    for epoch in range(first_epoch, epochs):
+    for epoch in range(epochs):
         t0 = time.perf_counter()
         lr = float(rate(epoch))
         if shuffle:
@@ -343,7 +292,8 @@ def fit(
             Yb = Ybuf[: idx.shape[0]]
             np.take(Yenc, idx, axis=0, out=Yb)
             a_L = backprop.forward(net, view)
-            c = net.loss.value(a_L, Yb)
+            Wb = None if W is None else W[idx]
+            c = net.loss.value(a_L, Yb) if Wb is None else net.loss.value(a_L, Yb, Wb)
             if not math.isfinite(c):
                 for p, s in zip(params, snapshot):
                     p[...] = s
@@ -351,10 +301,10 @@ def fit(
                     f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
                     f"try a smaller learning rate than {lr:g}"
                 )
-            total += c * idx.shape[0]
+            total += c * (idx.shape[0] if Wb is None else float(Wb.sum()))
             if labels is not None:
                 hits += _hits(a_L, labels[idx])
-            backprop.backward(net, view, Yb)
+            backprop.backward(net, view, Yb, Wb)
             if weight_decay:
                 for w, g in zip(net.weights, ws.dtheta):
                     g += weight_decay * w
@@ -364,7 +314,7 @@ def fit(
             val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
         rec = EpochRecord(
             epoch=epoch + 1,
-            cost=total / m,
+            cost=total / m_w,
             accuracy=hits / m if labels is not None else None,
             val_cost=val_cost,
             val_accuracy=val_acc,
@@ -386,32 +336,28 @@ def fit(
                 stop = True
         if stop:
             history.stopped_early = epoch + 1 < epochs
-        if checkpoint_dir is not None and (stop or epoch + 1 == epochs or (epoch + 1) % every == 0):
-            checkpoint.save_run(
-                checkpoint_dir,
-                epoch=epoch + 1,
-                net=net,
-                optimizer=opt,
-                rng=rng,
-                order=order,
-                split=split,
-                history=history.as_dict(),
-                config=config,
-                state={
-                    "best_cost": best_cost,
-                    "waited": waited,
-                    "finished": stop or epoch + 1 == epochs,
-                    "data": fingerprint,
-                },
-                best_params=best_params,
-                extra=checkpoint_extra,
-            )
-        if stop:
             break
     if best_params is not None:
         for p, b in zip(params, best_params):
             p[...] = b
     return history
+
+
+def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:
+    """Checked per-example weights of shape ``(m,)``, or None."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=dtype)
+    except (TypeError, ValueError):
+        raise DataError("sample_weight must be numbers, one per example") from None
+    if w.shape != (m,):
+        raise DataError(
+            f"sample_weight has shape {w.shape} but X has {m} rows; pass one weight per example"
+        )
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise DataError("sample_weight must be finite and non-negative; fix or drop those weights")
+    return np.ascontiguousarray(w)
 
 
 def _positive_int(value: Any, name: str) -> int:
