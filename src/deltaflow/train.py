@@ -7,6 +7,7 @@ bar from the per-epoch callback.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backprop
+from . import backprop, checkpoint
 from .errors import ConfigError, DataError, DivergenceError
 from .network import Network, as_generator
 from .optimizers import get_optimizer, get_schedule
@@ -155,6 +156,11 @@ def fit(
     min_delta: float = 0.0,
     callbacks: Iterable[Callback] = (),
     seed: int | np.random.Generator | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+    checkpoint_extra: dict[str, Any] | None = None,
+    track_delta_norms: bool = False,
 ) -> History:
     """Train ``net`` in place by mini-batch gradient descent.
 
@@ -205,6 +211,20 @@ def fit(
         that returns True stops training.
     seed : int, Generator or None
         Randomness for shuffling and the validation split; None uses ``net.rng``.
+    checkpoint_dir : str or path, optional
+        Write a checkpoint there every ``checkpoint_every`` epochs and after the last
+        (see :mod:`deltaflow.checkpoint`): parameters, optimizer state, the generator's
+        state, the order of the examples, the history and these settings. Atomic; the
+        newest two are kept.
+    checkpoint_every : int
+        Epochs between checkpoints.
+    resume : bool
+        Continue from the newest valid checkpoint in ``checkpoint_dir`` (start afresh
+        if it has none). The result is bit-identical to a run never interrupted. The
+        settings and data must be the ones the checkpoint was made with. Without
+        ``resume`` a directory that already holds checkpoints is refused.
+    checkpoint_extra : dict, optional
+        JSON-serialisable facts stored in every checkpoint (the CLI keeps its arguments).
 
     Returns
     -------
@@ -213,7 +233,10 @@ def fit(
     Raises
     ------
     ConfigError
-        For a bad hyper-parameter.
+        For a bad hyper-parameter, or a checkpoint made with other settings or data.
+    ModelFileError
+        When resuming and no checkpoint in ``checkpoint_dir`` is valid (a damaged
+        newest one is skipped with a :class:`~deltaflow.checkpoint.CheckpointWarning`).
     DataError
         For data that does not fit the network.
     DivergenceError
@@ -230,10 +253,35 @@ def fit(
     rate = get_schedule(schedule, learning_rate, epochs, step_size=step_size, gamma=gamma)
     opt = get_optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps)
     rng = net.rng if seed is None else as_generator(seed)
+    every = _positive_int(checkpoint_every, "checkpoint_every")
+    config = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": float(learning_rate),
+        "optimizer": optimizer.lower() if isinstance(optimizer, str) else opt.name,
+        "momentum": momentum,
+        "beta1": beta1,
+        "beta2": beta2,
+        "eps": eps,
+        "weight_decay": weight_decay,
+        "schedule": schedule.lower() if isinstance(schedule, str) else "callable",
+        "step_size": step_size,
+        "gamma": gamma,
+        "shuffle": shuffle,
+        "validation_split": validation_split,
+        "validation_data": validation_data is not None,
+        "early_stopping": early_stopping,
+        "patience": patience,
+        "min_delta": min_delta,
+    }
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = checkpoint.start_run(checkpoint_dir, resume, net, config)
 
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
     W = _sample_weights(sample_weight, X.shape[0], net.dtype)
+    split = None
     if validation_data is not None:
         try:
             Xv_raw, Yv_raw = validation_data
@@ -248,12 +296,21 @@ def fit(
                 f"validation_split={validation_split} of {X.shape[0]} examples leaves "
                 "no training or no validation rows; use more data or another fraction"
             )
-        order = rng.permutation(X.shape[0])
+        # a resumed run takes the split it drew at the start, not a new one
+        if ckpt is None:
+            order = split = rng.permutation(X.shape[0])
+        else:
+            order = split = checkpoint.stored_split(ckpt, X.shape[0])
         Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
         X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
         W = None if W is None else W[order[m_val:]]
     else:
         Xv = Yv = None
+    fingerprint = ""
+    if checkpoint_dir is not None:
+        fingerprint = checkpoint.data_fingerprint(X, Yenc, *(() if Xv is None else (Xv, Yv)))
+        if ckpt is not None:
+            checkpoint.check_data(ckpt, fingerprint)
     if early_stopping and Xv is None:
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
@@ -278,7 +335,14 @@ def fit(
     history = History()
     best_cost, best_params, waited = math.inf, None, 0
     order = np.arange(m)
-    for epoch in range(epochs):
+    first_epoch = 0
+    if ckpt is not None:
+        checkpoint.restore(ckpt, params, opt, rng, order)
+        history = checkpoint.restore_history(ckpt, History)
+        best_cost, waited = float(ckpt.state["best_cost"]), int(ckpt.state["waited"])
+        best_params = ckpt.best_params
+        first_epoch = epochs if ckpt.state["finished"] else ckpt.epoch
+    for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         lr = float(rate(epoch))
         if shuffle:
@@ -336,6 +400,27 @@ def fit(
                 stop = True
         if stop:
             history.stopped_early = epoch + 1 < epochs
+        if checkpoint_dir is not None and (stop or epoch + 1 == epochs or (epoch + 1) % every == 0):
+            checkpoint.save_run(
+                checkpoint_dir,
+                epoch=epoch + 1,
+                net=net,
+                optimizer=opt,
+                rng=rng,
+                order=order,
+                split=split,
+                history=history.as_dict(),
+                config=config,
+                state={
+                    "best_cost": best_cost,
+                    "waited": waited,
+                    "finished": stop or epoch + 1 == epochs,
+                    "data": fingerprint,
+                },
+                best_params=best_params,
+                extra=checkpoint_extra,
+            )
+        if stop:
             break
     if best_params is not None:
         for p, b in zip(params, best_params):
