@@ -53,6 +53,10 @@ class History:
         The epoch with the lowest validation cost (early stopping restores it).
     stopped_early : bool
         True when early stopping or a callback ended training before ``epochs``.
+    delta_norms : list of list of float
+        With ``fit(..., track_delta_norms=True)``, one entry per epoch: for each layer
+        ``l = 1..L``, the mean over the epoch's batches of the mean ``|delta^(l)|`` per
+        example and unit (``delta`` without the engine's ``1/m``). Empty otherwise.
     """
 
     epoch: list[int] = field(default_factory=list)
@@ -64,6 +68,7 @@ class History:
     seconds: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    delta_norms: list[list[float]] = field(default_factory=list)
 
     def append(self, rec: EpochRecord) -> None:
         for key, value in asdict(rec).items():
@@ -225,6 +230,9 @@ def fit(
         ``resume`` a directory that already holds checkpoints is refused.
     checkpoint_extra : dict, optional
         JSON-serialisable facts stored in every checkpoint (the CLI keeps its arguments).
+    track_delta_norms : bool
+        Record in ``History.delta_norms`` the mean ``|delta^(l)|`` of every layer, per
+        epoch (one extra pass over each ``delta`` per batch; nothing when False).
 
     Returns
     -------
@@ -349,6 +357,7 @@ def fit(
             rng.shuffle(order)
         snapshot = [p.copy() for p in params]
         total, hits = 0.0, 0
+        norms: list[list[float]] | None = [] if track_delta_norms else None
         for batch, start in enumerate(range(0, m, bs)):
             idx = order[start : start + bs]
             view = ws.rows(idx.shape[0])
@@ -369,6 +378,8 @@ def fit(
             if labels is not None:
                 hits += _hits(a_L, labels[idx])
             backprop.backward(net, view, Yb, Wb)
+            if norms is not None:
+                norms.append(_delta_norms(view))
             if weight_decay:
                 for w, g in zip(net.weights, ws.dtheta):
                     g += weight_decay * w
@@ -386,6 +397,8 @@ def fit(
             seconds=time.perf_counter() - t0,
         )
         history.append(rec)
+        if norms is not None:
+            history.delta_norms.append(np.mean(norms, axis=0).tolist())
         stop = False
         if val_cost is not None:
             if val_cost < best_cost - min_delta:
@@ -426,6 +439,11 @@ def fit(
         for p, b in zip(params, best_params):
             p[...] = b
     return history
+
+
+def _delta_norms(ws: backprop.Workspace) -> list[float]:
+    """Mean ``|delta[l]|`` for ``l = 1..L``, times ``m`` to undo the engine's folded ``1/m``."""
+    return [float(np.abs(d).mean()) * ws.m for d in ws.delta[1:]]  # type: ignore[union-attr]
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:
