@@ -1183,7 +1183,7 @@ def _counting(t: StepTrace, w: _Writer) -> None:
 
 
 def delta_norm_table(history: History, *, digits: int = 4) -> str:
-    """The per-layer mean ``|delta^(l)|`` of each epoch as a text table.
+    """The per-layer mean ``|delta^(l)|`` of each epoch as a text table, with a title line.
 
     Parameters
     ----------
@@ -1203,10 +1203,12 @@ def delta_norm_table(history: History, *, digits: int = 4) -> str:
             "this history has no per-layer delta norms; train with track_delta_norms=True"
         )
     L = len(norms[0])
-    header = ["epoch"] + [f"mean|delta^({l})|" for l in range(1, L + 1)]
-    rows = [[str(e)] + [f"{v:.{digits}g}" for v in row] for e, row in zip(history.epoch, norms)]
+    header = ["epoch"] + [f"delta^({l})" for l in range(1, L + 1)]
+    epochs = history.epoch[len(history.epoch) - len(norms) :]  # a resumed run may add them late
+    rows = [[str(e)] + [f"{v:.{digits}g}" for v in row] for e, row in zip(epochs, norms)]
     widths = [max(len(x) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(f"{h:>{wd}}" for h, wd in zip(header, widths))]
     lines.append("-" * len(lines[0]))
+    lines.insert(0, "mean |delta^(l)| per example and unit, by epoch and layer:")
     lines += ["  ".join(f"{c:>{wd}}" for c, wd in zip(r, widths)) for r in rows]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from ..losses import LOSSES
 from ..network import Network
 from ..optimizers import OPTIMIZERS, SCHEDULES
 from ..train import EpochRecord, evaluate
+from . import _pictures
 from ._common import (
     add_data_options,
     add_scale_option,
@@ -102,6 +103,7 @@ def register(sub: Any) -> None:
     o.add_argument("--save", metavar="PATH", help="save the trained model (.safetensors)")
     o.add_argument("--force", action="store_true", help="overwrite an existing --save file")
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _pictures.add_options(p)
     p.set_defaults(func=run)
 
 
@@ -136,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     console = stderr_console(args.quiet)
     out = Console(highlight=False)
     save_path = check_output(args.save, args.force, "model file") if args.save else None
+    _pictures.check(args)
     if not 0.0 < args.test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
 
@@ -194,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             early_stopping=args.early_stopping,
             patience=args.patience,
             callbacks=[bar.update],
+            track_delta_norms=_pictures.wants_delta_norms(args),
         )
     seconds = time.perf_counter() - t0
     test_cost, test_acc = evaluate(net, X_test, y_test)
@@ -206,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
     if save_path is not None:
         io.save(net, save_path, extra={"input_divisor": divisor, "data": data.name})
         out.print(f"saved model to {save_path}")
+    _pictures.draw(args, net, history, data, X_test, y_test, out)
     return 0
 
 
