@@ -345,7 +345,7 @@ def trace_step(
         g = net.activations[l - 1]
         theta, b = net.weights[l - 1], net.biases[l - 1]
         if l < L:
-            dC_da: np.ndarray | None = theta_next_delta(net.weights[l], delta[l + 1])
+            dC_da: np.ndarray | None = _theta_times_delta(net.weights[l], delta[l + 1])
         else:
             dC_da = _cost_derivative(net, ws.a[L], Y)
         layers.append(
@@ -388,7 +388,7 @@ def trace_step(
     return trace
 
 
-def theta_next_delta(theta_next: np.ndarray, delta_next: np.ndarray) -> np.ndarray:
+def _theta_times_delta(theta_next: np.ndarray, delta_next: np.ndarray) -> np.ndarray:
     """``Theta^(l+1) delta^(l+1)``, entry ``k`` being ``sum_j Theta_kj^(l+1) delta_j^(l+1)``.
 
     Parameters
@@ -962,25 +962,10 @@ def _recursion(t: StepTrace, w: _Writer) -> None:
     w.section(
         f"4. Recursion, {m(f'l = {L - 1}')} down to 1" if L > 2 else f"4. Recursion, {m('l = 1')}"
     )
-    per_unit = (
-        s("delta", "l", "k")
-        + " = "
-        + w.gp("l", "k")
-        + w.times
-        + w.sum_over("j")
-        + s("Theta", "l+1", "kj")
-        + " "
-        + s("delta", "l+1", "j")
-    )
+    per_unit = f"{s('delta', 'l', 'k')} = {w.gp('l', 'k')}{w.times}{w.sum_over('j')}"
+    per_unit += f"{s('Theta', 'l+1', 'kj')} {s('delta', 'l+1', 'j')}"
     vector = (
-        s("delta", "l")
-        + " = ("
-        + s("Theta", "l+1")
-        + w.dot
-        + s("delta", "l+1")
-        + ")"
-        + w.mul
-        + w.gp("l")
+        f"{s('delta', 'l')} = ({s('Theta', 'l+1')}{w.dot}{s('delta', 'l+1')}){w.mul}{w.gp('l')}"
     )
     w.para(
         f"{m(per_unit)}, or for the whole layer {m(vector)}. Each {m(s('delta', 'l+1'))} was "
