@@ -442,8 +442,11 @@ def fit(
 
 
 def _delta_norms(ws: backprop.Workspace) -> list[float]:
-    """Mean ``|delta[l]|`` for ``l = 1..L``, times ``m`` to undo the engine's folded ``1/m``."""
-    return [float(np.abs(d).mean()) * ws.m for d in ws.delta[1:]]  # type: ignore[union-attr]
+    """Mean ``|delta[l]|`` for ``l = 1..L``, times ``m`` to undo the engine's folded ``1/m``.
+
+    ``mean * m = sum / S[l]``; ``sum`` costs a third of ``mean`` on small batches.
+    """
+    return [float(np.abs(d).sum()) / d.shape[1] for d in ws.delta[1:]]  # type: ignore[union-attr]
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:
