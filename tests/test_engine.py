@@ -48,8 +48,11 @@ def problems(draw):
 def make(sizes, acts, cost, seed, m):
     net = Network(sizes, acts, cost, seed=seed)
     rng = np.random.default_rng(seed + 1)
+    # Random biases: with zero biases a dead relu unit feeds exactly z = 0 into the next
+    # relu, its kink, where the derivative (and so the finite difference) is undefined.
+    for b in net.biases:
+        b[...] = rng.uniform(-0.5, 0.5, b.shape)
     X = rng.standard_normal((m, sizes[0]))
-    # keep relu-family units away from their kink, where finite differences are undefined
     return net, X, targets(rng, cost, m, sizes[-1])
 
 

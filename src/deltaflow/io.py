@@ -42,6 +42,8 @@ __all__ = [
 FORMAT_VERSION = 1
 _MAX_HEADER = 16 * 1024 * 1024  # a deltaflow header is a few hundred bytes
 _ST_DTYPES = {"F32": np.float32, "F64": np.float64}
+_UMASK = os.umask(0o022)  # read the process umask (there is no getter) ...
+os.umask(_UMASK)  # ... and put it back
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -54,6 +56,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would have.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
