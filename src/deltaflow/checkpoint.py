@@ -431,8 +431,10 @@ def _decode(tensors: dict[str, np.ndarray], meta: dict[str, Any], path: Path) ->
     for key, count in arrays.items():
         if count is None:
             optimizer[key] = take(f"opt.{key}", None, np_dtype)
-        elif isinstance(count, int) and not isinstance(count, bool) and 0 < count <= 2 * L:
-            optimizer[key] = [take(f"opt.{key}.{i}", None, np_dtype) for i in range(count)]
+        elif count == 2 * L and not isinstance(count, bool):
+            # one array per parameter, weights then biases, shaped like them
+            shapes = [w.shape for w in weights] + [b.shape for b in biases]
+            optimizer[key] = [take(f"opt.{key}.{i}", shapes[i], np_dtype) for i in range(count)]
         else:
             raise bad(f"optimizer entry {key!r} has a bad array count {count!r}")
     unexpected = sorted(set(tensors) - used)

@@ -22,18 +22,20 @@ that names the file, the place in it and what to do about it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -95,6 +97,9 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 # cannot decompress to more than this many times n bytes.
 _MAX_DEFLATE_RATIO = 1032
 _NPZ_KEYS = ("X", "y", "X_test", "y_test")
+# A label is a class index and each class gets an output unit: a file's labels must not
+# be allowed to ask for an absurd output layer (a label of 2**62 would).
+_MAX_CLASSES = 1 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -784,7 +789,7 @@ def load_csv(
             "finite float32 number; clean or impute it first"
         )
     name = path.name.removesuffix(".gz").removesuffix(".GZ")
-    return Dataset(X, y, None, None, Path(name).stem, int(y.max()) + 1, None)
+    return Dataset(X, y, None, None, Path(name).stem, _n_classes([y], path), None)
 
 
 def _read_text_lines(path: Path) -> list[str]:
@@ -937,13 +942,7 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     """
     path = Path(path)
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            raise DataError(
-                f"{path} is a .npy file holding one array; expected an .npz file with "
-                "arrays X and y"
-            )
-        with loaded as archive:
+        with _open_npz(path) as archive:
             arrays = {
                 key: _npz_array(archive, key, path) for key in _NPZ_KEYS if key in archive.files
             }
@@ -978,11 +977,85 @@ def load_npz(path: str | os.PathLike[str]) -> Dataset:
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from exc
     labels = [y for y in (dataset.y_train, dataset.y_test) if y is not None]
-    return replace(dataset, n_classes=max(int(y.max()) for y in labels) + 1)
+    return replace(dataset, n_classes=_n_classes(labels, path))
+
+
+def _n_classes(labels: list[np.ndarray], path: Path) -> int:
+    """One more than the largest label, refusing labels too large to be class indices."""
+    top = max(int(y.max()) for y in labels)
+    if top >= _MAX_CLASSES:
+        raise DataError(
+            f"{path} has label {top}, too large for a class index (at most "
+            f"{_MAX_CLASSES - 1}: one output unit per class); labels must be 0, 1, 2, ..."
+        )
+    return top + 1
+
+
+@contextlib.contextmanager
+def _open_npz(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    """``np.load`` an NPZ archive, refusing a bare .npy file before numpy reads it.
+
+    (numpy allocates the shape a .npy header declares before reading the data.) The
+    file is opened here so that it is closed even when numpy fails to open the archive.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(6) == b"\x93NUMPY":
+            raise DataError(
+                f"{path} is a .npy file holding one array; expected an .npz file with "
+                "arrays X and y"
+            )
+        fh.seek(0)
+        with np.load(fh, allow_pickle=False) as archive:
+            yield archive
+
+
+def _check_npz_member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
+    """Check the size an NPZ member's header declares against what the archive holds.
+
+    numpy allocates the declared shape before reading, so a tiny file claiming a huge
+    array must be refused first. The member's uncompressed size is itself bounded by its
+    compressed size (deflate expands at most about 1032:1), which is bounded by the file.
+    """
+    zf = archive.zip
+    name = key if key in zf.namelist() else key + ".npy"
+    info = zf.getinfo(name)
+    limit = info.compress_size * (
+        1 if info.compress_type == zipfile.ZIP_STORED else _MAX_DEFLATE_RATIO
+    )
+    if info.compress_size > os.path.getsize(path) or info.file_size > limit:
+        raise DataError(
+            f"array {key!r} in {path} claims {info.file_size:,} bytes, more than the archive "
+            "can hold; the file is corrupt"
+        )
+    with zf.open(name) as fh:
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise DataError(
+                    f"array {key!r} in {path} uses .npy format version {version}; "
+                    "save it with numpy.savez"
+                )
+        except (ValueError, EOFError, SyntaxError, TypeError) as exc:
+            raise DataError(f"array {key!r} in {path} cannot be read ({exc})") from exc
+        header_size = fh.tell()
+    if dtype.hasobject:
+        return  # refused by allow_pickle=False when read, with its own message
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size - header_size:
+        raise DataError(
+            f"array {key!r} in {path} declares shape {shape} ({declared:,} bytes) but holds "
+            f"{max(info.file_size - header_size, 0):,} bytes; the file is truncated or corrupt"
+        )
 
 
 def _npz_array(archive: Mapping[str, np.ndarray], key: str, path: Path) -> np.ndarray:
     """Read one array from an open NPZ archive and check its rank and element type."""
+    if isinstance(archive, np.lib.npyio.NpzFile):
+        _check_npz_member(archive, key, path)
     try:
         array = archive[key]
     except ValueError as exc:
@@ -992,6 +1065,8 @@ def _npz_array(archive: Mapping[str, np.ndarray], key: str, path: Path) -> np.nd
             f"array {key!r} in {path} holds Python objects, which need pickle to load; "
             "save plain numeric arrays instead"
         ) from exc
+    if not isinstance(array, np.ndarray):  # a member that is not a .npy array
+        raise DataError(f"{key!r} in {path} is not a numpy array; save arrays with numpy.savez")
     expected_ndim = 2 if key.startswith("X") else 1
     if array.ndim != expected_ndim:
         shape = "(m, S_0)" if expected_ndim == 2 else "(m,)"
@@ -1082,7 +1157,7 @@ def load_features(path: str | os.PathLike[str]) -> np.ndarray:
     path = Path(path)
     if path.name.lower().endswith(".npz"):
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            with _open_npz(path) as archive:
                 if "X" not in archive.files:
                     raise DataError(f"{path} has no array 'X'; expected X of shape (m, S_0)")
                 X = _npz_array(archive, "X", path)

@@ -129,7 +129,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray
         raise ModelFileError(f"{what} (header length {n} does not fit the file; truncated?)")
     try:
         header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: deep nesting
         raise ModelFileError(f"{what} (its header is not valid JSON)") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{what} (its header is not a JSON object)")
@@ -148,7 +148,7 @@ def _meta_json(metadata: dict[str, str], key: str, path: Path) -> Any:
         raise ModelFileError(f"{path} has no {key!r} in its metadata; not a deltaflow model")
     try:
         return json.loads(metadata[key])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ModelFileError(f"{path}: metadata {key!r} is not valid JSON") from None
 
 
@@ -196,25 +196,27 @@ def load(path: str | os.PathLike[str]) -> Network:
         raise ModelFileError(
             f"{path}: tensors do not match {L} layers (missing {missing}, unexpected {extra})"
         )
-    try:
-        net = Network(sizes, acts, cost, dtype=dtype, seed=0)
-    except ValueError as exc:  # ConfigError: unknown activation or cost name
-        raise ModelFileError(f"{path}: {exc}") from None
+    # Shapes first: the tensors are in memory already, so once they match, the sizes
+    # in the metadata are no bigger than the file (a tiny file claiming huge layers
+    # must not make the Network below allocate them).
     for l in range(1, L + 1):
-        for name, shape, dest in (
-            (f"theta.{l}", (sizes[l - 1], sizes[l]), net.weights),
-            (f"b.{l}", (sizes[l],), net.biases),
-        ):
+        for name, shape in ((f"theta.{l}", (sizes[l - 1], sizes[l])), (f"b.{l}", (sizes[l],))):
             t = tensors[name]
             if t.shape != shape:
                 raise ModelFileError(
                     f"{path}: tensor {name} has shape {t.shape} but sizes {sizes} need {shape}"
                 )
-            if t.dtype != net.dtype:
+            if t.dtype != np.dtype(dtype):
                 raise ModelFileError(
                     f"{path}: tensor {name} is {t.dtype} but the metadata says {dtype}"
                 )
-            dest[l - 1] = np.array(t, dtype=net.dtype, order="C", copy=True)
+    try:
+        net = Network(sizes, acts, cost, dtype=dtype, seed=0)
+    except ValueError as exc:  # ConfigError: unknown activation or cost name
+        raise ModelFileError(f"{path}: {exc}") from None
+    for l in range(1, L + 1):
+        net.weights[l - 1] = np.array(tensors[f"theta.{l}"], dtype=net.dtype, order="C", copy=True)
+        net.biases[l - 1] = np.array(tensors[f"b.{l}"], dtype=net.dtype, order="C", copy=True)
     return net
 
 

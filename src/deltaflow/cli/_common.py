@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import numpy as np
 from rich.console import Console
 
 from ..data import Dataset, load_dataset, pixel_divisor
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, ModelFileError
+from ..io import load_extra
 
 DATA_HELP = (
     "'digits' (scikit-learn's bundled 8x8 digits, the default), 'mnist' (the standard "
@@ -116,6 +118,17 @@ def add_scale_option(g: Any) -> None:
         "0..255 (raw pixels), as the bundled loaders do; 'none' leaves them; '255' always "
         "divides (default auto)",
     )
+
+
+def saved_divisor(model: str | os.PathLike[str]) -> float:
+    """The input scaling that ``train --save`` stored with a model (1 when none)."""
+    value = load_extra(model).get("input_divisor", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ModelFileError(
+            f"{model}: its saved input_divisor {value!r} is not a positive number; "
+            "re-save the model with deltaflow train --save"
+        )
+    return float(value)
 
 
 def input_divisor(scale: str, X: np.ndarray) -> float:

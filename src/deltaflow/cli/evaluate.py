@@ -9,7 +9,7 @@ from rich.console import Console
 
 from .. import io
 from ..train import evaluate
-from ._common import add_data_options, load_data, stderr_console
+from ._common import add_data_options, load_data, saved_divisor, stderr_console
 
 
 def register(sub: Any) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         X, y, part = data.X_test, data.y_test, "test split"
     else:
         X, y, part = data.X_train, data.y_train, "all rows"
-    X = X / io.load_extra(args.model).get("input_divisor", 1.0)
+    X = X / saved_divisor(args.model)
     cost, acc = evaluate(net, X, y)
     out = Console(highlight=False)
     acc_text = f"accuracy {acc:.2%}, " if acc is not None else ""

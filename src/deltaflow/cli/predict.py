@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import io
 from ..data import load_features
-from ._common import check_output
+from ._common import check_output, saved_divisor
 
 
 def register(sub: Any) -> None:
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     target = check_output(args.output, args.force, "output file") if args.output else None
     net = io.load(args.model)
-    X = load_features(args.input) / io.load_extra(args.model).get("input_divisor", 1.0)
+    X = load_features(args.input) / saved_divisor(args.model)
     a = net.forward(X)
     S_L = a.shape[1]
     buf = _io.StringIO()
