@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -344,3 +348,153 @@ def test_checkpoint_metadata_is_json_and_checksummed(tmp_path, digits):
     path.write_bytes(st_save(tensors, metadata={**meta, "epoch": "7"}))
     with pytest.raises(ModelFileError, match="checksum does not match"):
         read_checkpoint(path)
+
+
+# ---------------------------------------------------------------- the command line, end to end
+TRAIN = ["train", "--quiet", "--layers", "64,32,10", "--optimizer", "adam", "--epochs", "40"]
+
+
+def newest_epoch(directory):
+    found = list_checkpoints(directory)
+    return found[0][0] if found else 0
+
+
+def kill_when(proc, directory, ready, timeout=60.0):
+    """SIGKILL ``proc`` as soon as ``ready(directory)`` holds; return what it saw."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended (status {proc.returncode}) before the kill")
+        seen = ready(directory)
+        if seen:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return seen
+        time.sleep(0.0005)
+    proc.kill()
+    raise AssertionError("the kill condition never came")
+
+
+def temp_files(directory):
+    try:
+        return {
+            n for n in os.listdir(directory) if n.startswith(".checkpoint-") and n.endswith(".tmp")
+        }
+    except FileNotFoundError:
+        return set()
+
+
+def writing_now(stale):
+    """A checkpoint being written: a new temporary file exists, its rename has not happened."""
+    return lambda directory: temp_files(directory) - stale
+
+
+def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
+    from deltaflow.cli import main
+
+    # the digits as an NPZ file: the subprocesses then start without importing sklearn
+    d = load_digits()
+    data = tmp_path / "digits.npz"
+    np.savez(data, X=d.X_train, y=d.y_train, X_test=d.X_test, y_test=d.y_test)
+    train = [*TRAIN, "--data", str(data)]
+    ref = tmp_path / "uninterrupted.safetensors"
+    assert main([*train, "--save", str(ref)]) == 0
+
+    ckdir, out = tmp_path / "ck", tmp_path / "resumed.safetensors"
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    first = [sys.executable, "-m", "deltaflow", *train, "--checkpoint-dir", str(ckdir)]
+    first += ["--save", str(out)]
+    resume = [sys.executable, "-m", "deltaflow", "train", "--quiet", "--resume", str(ckdir)]
+    # kill moments: after a few epochs; the instant a checkpoint is being written (its
+    # temporary file exists); a little after the next checkpoint, mid-epoch
+    moments = [
+        lambda d: newest_epoch(d) >= 4,
+        "mid-write",
+        lambda d: newest_epoch(d) >= 25 and (time.sleep(0.013) or True),
+    ]
+    epochs_at_kill, mid_write = [], 0
+    for i, ready in enumerate(moments):
+        before = newest_epoch(ckdir)
+        if ready == "mid-write":
+            ready = writing_now(temp_files(ckdir))
+        proc = subprocess.Popen(
+            first if i == 0 else resume,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        kill_when(proc, ckdir, ready)
+        assert proc.returncode == -signal.SIGKILL
+        mid_write += bool(temp_files(ckdir))  # killed between a write's start and its rename
+        epochs_at_kill.append(newest_epoch(ckdir))
+        assert epochs_at_kill[-1] >= before  # nothing already saved was lost
+        # every checkpoint left behind is complete and valid
+        assert all(read_checkpoint(p).epoch == e for e, p in list_checkpoints(ckdir))
+        assert not out.exists()
+    assert epochs_at_kill == sorted(epochs_at_kill) and epochs_at_kill[-1] < 40
+    assert mid_write >= 1
+
+    done = subprocess.run(
+        [a for a in resume if a != "--quiet"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"after epoch {epochs_at_kill[-1]}" in done.stderr
+    a, b = load(ref), load(out)
+    assert bit_identical(a, b)
+    assert not any(n.endswith(".tmp") for n in os.listdir(ckdir))
+
+
+def test_cli_checkpoint_options_and_refusals(tmp_path, capsys):
+    from deltaflow.cli import main
+
+    d = load_digits()
+    data = tmp_path / "small.npz"
+    np.savez(data, X=d.X_train[:200], y=d.y_train[:200], X_test=d.X_test[:50], y_test=d.y_test[:50])
+    ck = tmp_path / "ck"
+    base = ["train", "-q", "--data", str(data), "--layers", "64,8,10", "--epochs", "4"]
+    assert main([*base, "--checkpoint-dir", str(ck), "--checkpoint-every", "3"]) == 0
+    assert [e for e, _ in list_checkpoints(ck)] == [4, 3]
+    stored = load_latest(ck).extra["cli"]
+    assert stored["epochs"] == 4 and stored["data"] == str(data.resolve())
+    capsys.readouterr()
+
+    # a new run never overwrites checkpoints without --force
+    assert main([*base, "--checkpoint-dir", str(ck)]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert main([*base, "--epochs", "2", "--checkpoint-dir", str(ck), "--force"]) == 0
+    assert [e for e, _ in list_checkpoints(ck)] == [2, 1]
+
+    # --resume takes every setting from the checkpoint and refuses conflicting ones
+    assert main(["train", "-q", "--resume", str(ck), "--epochs", "9"]) == 2
+    assert "drop --epochs" in capsys.readouterr().err
+    assert main(["train", "-q", "--resume", str(ck), "--epochs", "2", "--seed", "0"]) == 0
+    assert main(["train", "-q", "--resume", str(tmp_path / "none")]) == 2
+    assert "no checkpoint in" in capsys.readouterr().err
+    # a checkpoint from the library (no stored command line) is not a CLI run
+    X, y = d.X_train[:50], d.y_train[:50]
+    Network([64, 3, 10], seed=0).fit(X, y, epochs=1, checkpoint_dir=tmp_path / "lib")
+    assert main(["train", "-q", "--resume", str(tmp_path / "lib")]) == 2
+    assert "not written by 'deltaflow train'" in capsys.readouterr().err
+
+
+def test_cli_resume_refuses_a_stored_command_line_of_the_wrong_types(tmp_path, capsys):
+    from safetensors.numpy import save as st_save
+
+    from deltaflow.checkpoint import _checksum
+    from deltaflow.cli import main
+
+    d = load_digits()
+    data = tmp_path / "small.npz"
+    np.savez(data, X=d.X_train[:100], y=d.y_train[:100], X_test=d.X_test[:20], y_test=d.y_test[:20])
+    ck = tmp_path / "ck"
+    argv = ["train", "-q", "--data", str(data), "--epochs", "2", "--checkpoint-dir", str(ck)]
+    assert main(argv) == 0
+    path = list_checkpoints(ck)[0][1]
+    tensors, meta = dio.read_safetensors(path)
+    extra = json.loads(meta["extra"])
+    extra["cli"].update(layers=5, data=7)  # checksummed again: a hostile file
+    meta = {k: v for k, v in meta.items() if k != "checksum"} | {"extra": json.dumps(extra)}
+    meta["checksum"] = _checksum(tensors, meta)
+    path.write_bytes(st_save(tensors, metadata=meta))
+    assert main(["train", "-q", "--resume", str(ck)]) == 2
+    assert "unusable values for data, layers" in capsys.readouterr().err

@@ -281,6 +281,7 @@ def fit(
         "early_stopping": early_stopping,
         "patience": patience,
         "min_delta": min_delta,
+        "track_delta_norms": track_delta_norms,
     }
     ckpt = None
     if checkpoint_dir is not None:
@@ -316,7 +317,8 @@ def fit(
         Xv = Yv = None
     fingerprint = ""
     if checkpoint_dir is not None:
-        fingerprint = checkpoint.data_fingerprint(X, Yenc, *(() if Xv is None else (Xv, Yv)))
+        arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
+        fingerprint = checkpoint.data_fingerprint(*arrays)
         if ckpt is not None:
             checkpoint.check_data(ckpt, fingerprint)
     if early_stopping and Xv is None:
@@ -384,6 +386,14 @@ def fit(
                 for w, g in zip(net.weights, ws.dtheta):
                     g += weight_decay * w
             opt.step(params, grads, lr)
+        if not all(np.isfinite(p).all() for p in params):
+            # the epoch's last update overflowed, and no later batch's cost will see it
+            for p, s in zip(params, snapshot):
+                p[...] = s
+            raise DivergenceError(
+                f"the parameters became infinite or NaN in the last batch of epoch "
+                f"{epoch + 1}; try a smaller learning rate than {lr:g}"
+            )
         val_cost = val_acc = None
         if Xv is not None:
             val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)

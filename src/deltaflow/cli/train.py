@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import io
+from .. import checkpoint, io
 from ..activations import ACTIVATIONS
 from ..data import train_test_split_indices
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, DivergenceError, ModelFileError
 from ..losses import LOSSES
 from ..network import Network
 from ..optimizers import OPTIMIZERS, SCHEDULES
@@ -101,10 +104,48 @@ def register(sub: Any) -> None:
     add_scale_option(g)
     o = p.add_argument_group("output")
     o.add_argument("--save", metavar="PATH", help="save the trained model (.safetensors)")
-    o.add_argument("--force", action="store_true", help="overwrite an existing --save file")
+    o.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing --save file or picture, and start over in a --checkpoint-dir "
+        "that holds checkpoints (deleting them)",
+    )
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    c = p.add_argument_group("checkpoints")
+    c.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        help="write a checkpoint to DIR every --checkpoint-every epochs and after the last "
+        "(atomic; the newest two are kept)",
+    )
+    c.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="epochs between checkpoints (1)",
+    )
+    c.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run checkpointed in DIR from its newest valid checkpoint, with "
+        "the data, network and training settings stored there; the result is "
+        "bit-identical to a run never interrupted",
+    )
     _pictures.add_options(p)
     p.set_defaults(func=run)
+    _DEFAULTS.update(vars(p.parse_args([])))
+
+
+# The parser's defaults, to tell which options a --resume command line sets itself.
+_DEFAULTS: dict[str, Any] = {}
+# What a checkpoint stores of the command line: everything that decides the run.
+_STORED = (
+    "data", "data_dir", "label_column", "no_download", "layers", "activation", "cost",
+    "dtype", "seed", "epochs", "batch_size", "optimizer", "learning_rate", "momentum",
+    "beta1", "beta2", "weight_decay", "schedule", "step_size", "gamma", "validation_split",
+    "early_stopping", "patience", "test_fraction", "scale", "checkpoint_every", "save",
+)  # fmt: skip
 
 
 def add_network_options(p: argparse.ArgumentParser) -> None:
@@ -136,9 +177,30 @@ def activation_arg(text: str) -> str | list[str]:
 
 def run(args: argparse.Namespace) -> int:
     console = stderr_console(args.quiet)
+    with warnings.catch_warnings():
+        # a skipped damaged checkpoint is news for the user, not a traceback
+        warnings.simplefilter("always", checkpoint.CheckpointWarning)
+        warnings.showwarning = lambda message, *_, **__: console.print(
+            f"[yellow]warning:[/] {escape(str(message))}"
+        )
+        return _run(args, console)
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
     out = Console(highlight=False)
+    ckpt = _resume_args(args) if args.resume else None
     save_path = check_output(args.save, args.force, "model file") if args.save else None
     _pictures.check(args)
+    if args.checkpoint_dir and ckpt is None:
+        existing = checkpoint.list_checkpoints(args.checkpoint_dir)
+        if existing and not args.force:
+            raise DataError(
+                f"{args.checkpoint_dir} already holds checkpoints (newest "
+                f"{existing[0][1].name}); pass --resume {args.checkpoint_dir} to continue that "
+                "run, or --force to delete them and start over"
+            )
+        if existing:
+            checkpoint.clear_checkpoints(args.checkpoint_dir)
     if not 0.0 < args.test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
 
@@ -177,28 +239,25 @@ def run(args: argparse.Namespace) -> int:
         f"[bold]{data.name}[/]: {X.shape[0]} training and {X_test.shape[0]} test examples; "
         f"{net!r}, {args.optimizer} (alpha={lr:g}), batch {args.batch_size}"
     )
+    if ckpt is not None:
+        console.print(f"resuming from {escape(str(ckpt.path))} after epoch {ckpt.epoch}")
     t0 = time.perf_counter()
-    with _EpochBar(console, args.epochs) as bar:
-        history = net.fit(
-            X,
-            y,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=lr,
-            optimizer=args.optimizer,
-            momentum=args.momentum,
-            beta1=args.beta1,
-            beta2=args.beta2,
-            weight_decay=args.weight_decay,
-            schedule=args.schedule,
-            step_size=args.step_size,
-            gamma=args.gamma,
-            validation_split=args.validation_split,
-            early_stopping=args.early_stopping,
-            patience=args.patience,
-            callbacks=[bar.update],
-            track_delta_norms=_pictures.wants_delta_norms(args),
-        )
+    extra = {"input_divisor": divisor, "data": data.name}
+    try:
+        # fit reports a diverging run itself (DivergenceError); numpy's overflow warnings
+        # on the way there would only bury that message
+        with (
+            _EpochBar(console, args.epochs, ckpt.epoch if ckpt else 0) as bar,
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        ):
+            history = _fit(net, X, y, lr, args, bar)
+    except DivergenceError as exc:
+        if save_path is None:
+            raise
+        io.save(net, save_path, extra=extra)  # fit restored the epoch's finite start
+        raise DivergenceError(
+            f"{exc}; saved the last finite weights (from the start of that epoch) to {save_path}"
+        ) from None
     seconds = time.perf_counter() - t0
     test_cost, test_acc = evaluate(net, X_test, y_test)
     stopped = " (stopped early)" if history.stopped_early else ""
@@ -208,16 +267,104 @@ def run(args: argparse.Namespace) -> int:
         f"{len(history)} epochs in {seconds:.1f} s{stopped}"
     )
     if save_path is not None:
-        io.save(net, save_path, extra={"input_divisor": divisor, "data": data.name})
+        io.save(net, save_path, extra=extra)
         out.print(f"saved model to {save_path}")
     _pictures.draw(args, net, history, data, X_test, y_test, out)
     return 0
 
 
+def _fit(net: Network, X: Any, y: Any, lr: float, args: argparse.Namespace, bar: Any) -> Any:
+    stored = {key: getattr(args, key) for key in _STORED}
+    for key in ("data_dir", "save"):  # a resumed run may start elsewhere
+        if stored[key] is not None:
+            stored[key] = str(Path(stored[key]).resolve())
+    if stored["data"].lower() not in ("digits", "mnist"):
+        stored["data"] = str(Path(stored["data"]).resolve())
+    return net.fit(
+        X,
+        y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        beta1=args.beta1,
+        beta2=args.beta2,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        step_size=args.step_size,
+        gamma=args.gamma,
+        validation_split=args.validation_split,
+        early_stopping=args.early_stopping,
+        patience=args.patience,
+        callbacks=[bar.update],
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
+        resume=bool(args.resume),
+        checkpoint_extra={"cli": stored},
+        track_delta_norms=_pictures.wants_delta_norms(args),
+    )
+
+
+def _resume_args(args: argparse.Namespace) -> checkpoint.Checkpoint:
+    """Fill ``args`` from the checkpoint in ``--resume DIR``; refuse conflicting options."""
+    if args.checkpoint_dir and Path(args.checkpoint_dir).resolve() != Path(args.resume).resolve():
+        raise ConfigError(
+            f"--resume {args.resume} writes its checkpoints there; drop --checkpoint-dir"
+        )
+    ckpt = checkpoint.load_latest(args.resume)
+    if ckpt is None:
+        raise ModelFileError(
+            f"no checkpoint in {args.resume}; start the run with --checkpoint-dir "
+            f"{args.resume} (and your options) instead"
+        )
+    stored = ckpt.extra.get("cli")
+    if not isinstance(stored, dict) or set(stored) != set(_STORED):
+        raise ModelFileError(
+            f"{ckpt.path} was not written by 'deltaflow train'; resume it with "
+            "deltaflow.fit(..., resume=True) instead"
+        )
+    wrong = [key for key in _STORED if not _fits_option(key, stored[key])]
+    if wrong:
+        raise ModelFileError(f"{ckpt.path} stores unusable values for {', '.join(wrong)}")
+    own = {"save", "force", "quiet", "checkpoint_dir", "resume", "func", "command"}
+    clashes = [
+        f"--{key.replace('_', '-')}"
+        for key in _STORED
+        if key not in own
+        and getattr(args, key) != _DEFAULTS.get(key)
+        and getattr(args, key) != stored[key]
+    ]
+    if clashes:
+        raise ConfigError(
+            f"--resume continues with the settings stored in {ckpt.path.name}; "
+            f"drop {', '.join(clashes)}"
+        )
+    for key, value in stored.items():
+        if key != "save" or args.save is None:
+            setattr(args, key, value)
+    args.checkpoint_dir = args.resume
+    return ckpt
+
+
+def _fits_option(key: str, value: Any) -> bool:
+    """Whether a stored value has the type the option ``key`` takes."""
+    default = _DEFAULTS.get(key)
+    if isinstance(value, bool) or isinstance(default, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if key == "learning_rate":
+        return value is None or isinstance(value, (int, float))
+    if default is None or isinstance(default, str):
+        return isinstance(value, str) or (default is None and value is None)
+    return isinstance(value, type(default)) or (
+        isinstance(default, float) and isinstance(value, int)
+    )
+
+
 class _EpochBar:
     """A rich progress bar fed by ``fit``'s per-epoch callback."""
 
-    def __init__(self, console: Console, epochs: int) -> None:
+    def __init__(self, console: Console, epochs: int, done: int = 0) -> None:
         self.progress = Progress(
             TextColumn("epoch"),
             MofNCompleteColumn(),
@@ -227,7 +374,7 @@ class _EpochBar:
             console=console,
             transient=False,
         )
-        self.task = self.progress.add_task("train", total=epochs, stats="")
+        self.task = self.progress.add_task("train", total=epochs, completed=done, stats="")
 
     def __enter__(self) -> _EpochBar:
         self.progress.start()
