@@ -297,6 +297,8 @@ def test_warm_start_continues_from_the_fitted_weights(digits: Any) -> None:
     assert len(cold.loss_curve_) == 3
     with pytest.raises(DataError, match="same classes"):
         two_then_three.fit(X[y < 5], y[y < 5])
+    two_then_three.set_params(early_stopping=True, max_iter=2).fit(X, y)  # switched on
+    assert len(two_then_three.validation_scores_) == 2 and two_then_three.best_loss_ is None
 
 
 def test_early_stopping_keeps_the_best_epoch(digits: Any) -> None:
@@ -512,6 +514,13 @@ def test_save_and_load_round_trip(tmp_path: Path, digits: Any) -> None:
     net = deltaflow.load(path)  # the file is an ordinary deltaflow model
     np.testing.assert_array_equal(net.forward(X), clf.predict_proba(X))
     back.partial_fit(X, y)  # a loaded estimator trains on (with a fresh optimizer)
+    assert back.n_iter_ == 1 and back.t_ == clf.t_ + 300
+    stopped = MLPClassifier((8,), early_stopping=True, max_iter=3, random_state=0).fit(X, y)
+    stopped.save(tmp_path / "stopped.safetensors")
+    again = MLPClassifier.load(tmp_path / "stopped.safetensors")
+    assert again.validation_scores_ == stopped.validation_scores_
+    again.set_params(warm_start=True).fit(X, y)  # continues with the stopping state
+    assert len(again.validation_scores_) == 6
 
     reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(
         X, np.c_[X[:, 0], X[:, 1]]

@@ -231,6 +231,8 @@ class _BaseMLP(BaseEstimator):
         if first:
             n_outputs = Y.shape[1] if Y.ndim == 2 else len(self.classes_)
             self._initialise(X.shape[1], n_outputs, dtype, rng)
+        elif self.early_stopping != (getattr(self, "validation_scores_", None) is not None):
+            self._reset_stopping_state()  # a warm start that switched early_stopping
         if not incremental or not hasattr(self, "_optimizer"):
             # as scikit-learn: fit starts a fresh optimizer (and rate); partial_fit keeps them
             self._optimizer = self._new_optimizer()
@@ -251,7 +253,7 @@ class _BaseMLP(BaseEstimator):
                     stacklevel=3,
                 )
             batch_size = min(self.batch_size, n)
-        k = 2.0 if self.network_.loss.name == "squared_error" else 1.0
+        k = self._gradient_scale()
         weight_share = 1.0 if sw is None else n / float(sw.sum())
         monitor = _Monitor(self, n, (Xv, yv, swv) if Xv is not None else None)
         self.n_iter_ = 0
@@ -298,6 +300,10 @@ class _BaseMLP(BaseEstimator):
         self.out_activation_ = _SKLEARN_NAMES.get(last, last)
         self.t_ = 0
         self.loss_curve_: list[float] = []
+        self._reset_stopping_state()
+
+    def _reset_stopping_state(self) -> None:
+        """What scikit-learn's stopping rule tracks, for the current ``early_stopping``."""
         self._no_improvement_count = 0
         if self.early_stopping:
             self.validation_scores_: list[float] | None = []
@@ -310,10 +316,14 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
 
+    def _gradient_scale(self) -> float:
+        """``k`` with deltaflow's ``C = k L`` for scikit-learn's loss ``L`` (module docstring)."""
+        return 2.0 if self.network_.loss.name == "squared_error" else 1.0
+
     def _new_optimizer(self) -> Optimizer:
-        k = 2.0 if self.network_.loss.name == "squared_error" else 1.0
         if self.solver == "adam":
-            return get_optimizer("adam", beta1=self.beta_1, beta2=self.beta_2, eps=k * self.epsilon)
+            eps = self._gradient_scale() * self.epsilon
+            return get_optimizer("adam", beta1=self.beta_1, beta2=self.beta_2, eps=eps)
         if self.momentum == 0:
             return get_optimizer("sgd")
         name = "nesterov" if self.nesterovs_momentum else "momentum"
@@ -448,6 +458,8 @@ class _BaseMLP(BaseEstimator):
                     setattr(est, name, state[name])
             if "feature_names_in_" in state:
                 est.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+            if est.early_stopping:  # the saved weights are the best epoch's, restored
+                est._best_params = [p.copy() for p in net.weights + net.biases]
             if "classes_" in state:
                 est.classes_ = np.asarray(state["classes_"], dtype=np.dtype(state["classes_dtype"]))
             est._check_loaded()
@@ -458,12 +470,21 @@ class _BaseMLP(BaseEstimator):
         return est
 
     def _check_loaded(self) -> None:
+        """Raise ValueError unless the loaded state agrees with the loaded network."""
         sizes = self.network_.sizes
-        if self.n_features_in_ != sizes[0] or self.n_outputs_ != sizes[-1]:
+        if (
+            self.n_features_in_ != sizes[0]
+            or self.n_outputs_ != sizes[-1]
+            or self._hidden_sizes() != sizes[1:-1]
+        ):
             raise ValueError(
-                f"n_features_in_={self.n_features_in_} and n_outputs_={self.n_outputs_} "
-                f"do not match the network's sizes {sizes}"
+                f"n_features_in_={self.n_features_in_}, n_outputs_={self.n_outputs_} and "
+                f"hidden_layer_sizes={self.hidden_layer_sizes} do not match the network's "
+                f"sizes {sizes}"
             )
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None and len(names) != self.n_features_in_:
+            raise ValueError(f"{len(names)} feature names for {self.n_features_in_} features")
 
 
 # the fitted attributes kept in a model file, besides the network and the labels
@@ -480,6 +501,7 @@ _SAVED_STATE = (
     "validation_scores_",
     "validation_loss_curve_",
     "best_validation_score_",
+    "_no_improvement_count",
     "_y_type",
 )
 
@@ -509,18 +531,24 @@ class _Monitor:
         if self.validation is not None:
             Xv, yv, swv = self.validation
             score = est._score(Xv, yv, swv)
-            est.validation_scores_.append(score)
-            est.validation_loss_curve_.append(rec.val_cost)
+            scores, losses = est.validation_scores_, est.validation_loss_curve_
+            best = est.best_validation_score_
+            assert scores is not None and losses is not None and best is not None
+            assert rec.val_cost is not None  # train.fit was given validation_data
+            scores.append(score)
+            losses.append(rec.val_cost)
             if est.verbose:
                 print(f"Validation score: {score:f}")
-            improved = score >= est.best_validation_score_ + est.tol
-            if score > est.best_validation_score_:
+            improved = score >= best + est.tol
+            if score > best:
                 est.best_validation_score_ = score
                 params = est.network_.weights + est.network_.biases
                 est._best_params = [p.copy() for p in params]
         else:
-            improved = rec.cost <= est.best_loss_ - est.tol
-            est.best_loss_ = min(est.best_loss_, rec.cost)
+            best_loss = est.best_loss_
+            assert best_loss is not None
+            improved = rec.cost <= best_loss - est.tol
+            est.best_loss_ = min(best_loss, rec.cost)
         est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
         sgd = est.solver == "sgd"
         if sgd and est.learning_rate == "invscaling":
@@ -744,6 +772,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self.classes_[(out[:, 0] > 0.5).astype(np.int64)]
         return self.classes_[out.argmax(axis=1)]
 
+    def _check_loaded(self) -> None:
+        super()._check_loaded()
+        n_classes, n_out = len(self.classes_), self.n_outputs_
+        fits = {
+            "multiclass": n_classes == n_out > 2,
+            "binary": n_classes <= 2 and n_out == 1,
+            "multilabel-indicator": n_classes == n_out,
+        }
+        if not fits.get(self._y_type, False):
+            raise ValueError(
+                f"{n_classes} classes of kind {self._y_type!r} do not fit {n_out} output units"
+            )
+
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> Any:
         """One epoch over ``X``, ``y``, continuing from the current state.
 
@@ -898,6 +939,12 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         """One epoch over ``X``, ``y``, continuing from the current state.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+
         Returns
         -------
         self
@@ -916,7 +963,11 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
 
 # ------------------------------------------------------------------ helpers
 def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, (bool, np.bool_)) and value >= low
+    return (
+        isinstance(value, Integral)
+        and not isinstance(value, (bool, np.bool_))
+        and int(value) >= low
+    )
 
 
 def _check_number(

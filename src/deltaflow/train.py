@@ -18,7 +18,7 @@ import numpy as np
 from . import backprop, checkpoint
 from .errors import ConfigError, DataError, DivergenceError
 from .network import Network, as_generator
-from .optimizers import get_optimizer, get_schedule
+from .optimizers import Optimizer, get_optimizer, get_schedule
 
 __all__ = ["EpochRecord", "History", "evaluate", "fit"]
 
@@ -144,7 +144,7 @@ def fit(
     epochs: int = 10,
     batch_size: int = 32,
     learning_rate: float = 0.1,
-    optimizer: str = "sgd",
+    optimizer: str | Optimizer = "sgd",
     momentum: float = 0.9,
     beta1: float = 0.9,
     beta2: float = 0.999,
