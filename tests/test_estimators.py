@@ -297,7 +297,8 @@ def test_warm_start_continues_from_the_fitted_weights(digits: Any) -> None:
     assert len(cold.loss_curve_) == 3
     with pytest.raises(DataError, match="same classes"):
         two_then_three.fit(X[y < 5], y[y < 5])
-    two_then_three.set_params(early_stopping=True, max_iter=2).fit(X, y)  # switched on
+    with pytest.warns(ConvergenceWarning):  # early_stopping switched on for a warm start
+        two_then_three.set_params(early_stopping=True, max_iter=2).fit(X, y)
     assert len(two_then_three.validation_scores_) == 2 and two_then_three.best_loss_ is None
 
 
