@@ -273,6 +273,21 @@ def test_resume_with_other_settings_data_or_network_is_refused(tmp_path, digits)
         Network([64, 6, 10], seed=1).fit(X, y, checkpoint_every=0, **kw)
 
 
+def test_sample_weights_are_part_of_the_checkpointed_data(tmp_path, digits):
+    X, y = digits
+    w = np.linspace(0.5, 2.0, X.shape[0])
+    kw = dict(epochs=3, batch_size=40, learning_rate=1.0, checkpoint_dir=tmp_path)
+    ref = Network([64, 6, 10], seed=1)
+    ref.fit(X, y, sample_weight=w, epochs=3, batch_size=40, learning_rate=1.0)
+    with pytest.raises(Interrupt):
+        Network([64, 6, 10], seed=1).fit(X, y, sample_weight=w, callbacks=[crash_after(2)], **kw)
+    with pytest.raises(ConfigError, match="other training data"):
+        Network([64, 6, 10], seed=1).fit(X, y, sample_weight=w[::-1], resume=True, **kw)
+    net = Network([64, 6, 10], seed=1)
+    net.fit(X, y, sample_weight=w, resume=True, **kw)
+    assert bit_identical(net, ref)
+
+
 def test_stale_temporary_files_are_cleaned_and_failed_writes_keep_the_old_file(
     tmp_path, digits, monkeypatch
 ):
@@ -468,6 +483,12 @@ def test_cli_checkpoint_options_and_refusals(tmp_path, capsys):
     assert main(["train", "-q", "--resume", str(ck), "--epochs", "9"]) == 2
     assert "drop --epochs" in capsys.readouterr().err
     assert main(["train", "-q", "--resume", str(ck), "--epochs", "2", "--seed", "0"]) == 0
+    capsys.readouterr()
+    flip_byte(ck / "checkpoint-000002.safetensors", 50)  # the CLI warns in one line, goes on
+    assert main(["train", "--resume", str(ck)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipped a damaged checkpoint" in err and "Traceback" not in err
+    assert "resuming from" in err
     assert main(["train", "-q", "--resume", str(tmp_path / "none")]) == 2
     assert "no checkpoint in" in capsys.readouterr().err
     # a checkpoint from the library (no stored command line) is not a CLI run

@@ -508,7 +508,7 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
     for arr in arrays:
         arr = np.ascontiguousarray(arr)
         h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(memoryview(arr).cast("B"))
+        h.update(arr.data.cast("B"))
     return h.hexdigest()
 
 
@@ -688,7 +688,7 @@ def save_run(
             weights=net.weights,
             biases=net.biases,
             optimizer=optimizer.state_dict(),
-            rng_state=rng.bit_generator.state,
+            rng_state=dict(rng.bit_generator.state),
             order=order,
             split=split,
             history=history,

@@ -1017,6 +1017,7 @@ def _check_npz_member(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> No
     compressed size (deflate expands at most about 1032:1), which is bounded by the file.
     """
     zf = archive.zip
+    assert zf is not None  # an open NpzFile always has its archive
     name = key if key in zf.namelist() else key + ".npy"
     info = zf.getinfo(name)
     limit = info.compress_size * (

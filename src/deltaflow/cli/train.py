@@ -337,8 +337,7 @@ def _resume_args(args: argparse.Namespace) -> checkpoint.Checkpoint:
     ]
     if clashes:
         raise ConfigError(
-            f"--resume continues with the settings stored in {ckpt.path.name}; "
-            f"drop {', '.join(clashes)}"
+            f"--resume continues with the settings stored in {ckpt.path}; drop {', '.join(clashes)}"
         )
     for key, value in stored.items():
         if key != "save" or args.save is None:
