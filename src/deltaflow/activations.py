@@ -12,11 +12,20 @@ Protocol (duck-typed, see :class:`Activation`):
     replace ``delta = dC/da`` by ``dC/dz`` in place, given ``a = g(z)``. For the
     elementwise activations that is ``delta *= g'(z)``; for softmax it is the
     Jacobian-vector product (softmax couples the units of a layer).
+
+Both methods of the built-in activations also take an optional ``scratch``: an array of
+the layer's shape ``(m, S_l)`` that they may overwrite instead of allocating a
+temporary. The engine passes its workspace's scratch to every method that declares a
+``scratch`` parameter (see :func:`accepts_scratch`), so a training step allocates
+nothing; an activation written with the two-argument protocol works unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.special import expit
@@ -32,6 +41,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "accepts_scratch",
     "get_activation",
 ]
 
@@ -55,16 +65,21 @@ class Sigmoid:
 
     name = "sigmoid"
 
-    def forward(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def forward(
+        self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
         # scipy's expit is a single ufunc pass, exact to rounding, and never overflows
         # (1 / (1 + exp(-z)) overflows exp for z < -709 in float64, -88 in float32).
         return expit(z, out=out)
 
-    def backprop(self, a: np.ndarray, delta: np.ndarray) -> None:
-        # delta * a * (1 - a) written as delta * (a - a*a) would need a temporary;
-        # two in-place passes over delta do it without one.
+    def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        # delta * a * (1 - a), as delta*a - (delta*a)*a: no (1 - a) array is needed.
         delta *= a
-        delta -= delta * a
+        if scratch is None:
+            delta -= delta * a
+        else:
+            np.multiply(delta, a, out=scratch)
+            delta -= scratch
 
 
 class Tanh:
@@ -72,11 +87,16 @@ class Tanh:
 
     name = "tanh"
 
-    def forward(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def forward(
+        self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
         return np.tanh(z, out=out)
 
-    def backprop(self, a: np.ndarray, delta: np.ndarray) -> None:
-        delta -= delta * a * a
+    def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        # delta * (1 - a^2) as delta - delta*a*a
+        s = np.multiply(delta, a, out=scratch)
+        s *= a
+        delta -= s
 
 
 class ReLU:
@@ -84,12 +104,15 @@ class ReLU:
 
     name = "relu"
 
-    def forward(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def forward(
+        self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
         return np.maximum(z, 0, out=out)
 
-    def backprop(self, a: np.ndarray, delta: np.ndarray) -> None:
-        # g'(0) is taken as 0, as PyTorch does.
-        delta *= a > 0
+    def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        # g'(0) is taken as 0, as PyTorch does. The mask is written as 0.0/1.0 into the
+        # scratch of delta's dtype, so the product is one pass of one dtype.
+        delta *= np.greater(a, 0, out=scratch)
 
 
 class LeakyReLU:
@@ -100,13 +123,18 @@ class LeakyReLU:
     def __init__(self, slope: float = 0.01) -> None:
         self.slope = slope
 
-    def forward(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def forward(
+        self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
         # max(z, slope*z) equals leaky relu for 0 < slope < 1.
-        return np.maximum(z, z * self.slope, out=out)
+        return np.maximum(z, np.multiply(z, self.slope, out=scratch), out=out)
 
-    def backprop(self, a: np.ndarray, delta: np.ndarray) -> None:
-        # a > 0 exactly where z > 0 (the slope is positive), so a tells the branch.
-        np.multiply(delta, self.slope, out=delta, where=a <= 0)
+    def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        # a > 0 exactly where z > 0 (the slope is positive), so a tells the branch. The
+        # mask of the other branch is written into the scratch's bytes, viewed as bools.
+        mask = None if scratch is None else scratch.view(np.bool_)[:, : a.shape[1]]
+        mask = np.less_equal(a, 0, out=mask)
+        np.multiply(delta, self.slope, out=delta, where=mask)
 
 
 class Identity:
@@ -114,12 +142,14 @@ class Identity:
 
     name = "identity"
 
-    def forward(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def forward(
+        self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
         if out is not z:
             np.copyto(out, z)
         return out
 
-    def backprop(self, a: np.ndarray, delta: np.ndarray) -> None:
+    def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
         return None
 
 
@@ -133,17 +163,39 @@ class Softmax:
 
     name = "softmax"
 
-    def forward(self, z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def forward(
+        self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
+        # One column of the scratch holds the row maxima, then the row sums.
+        col = None if scratch is None else scratch[:, :1]
         # Subtracting the row maximum leaves softmax unchanged and keeps exp <= 1.
-        np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+        np.subtract(z, np.max(z, axis=1, keepdims=True, out=col), out=out)
         np.exp(out, out=out)
-        out /= out.sum(axis=1, keepdims=True)
+        out /= np.add.reduce(out, axis=1, keepdims=True, out=col)
         return out
 
-    def backprop(self, a: np.ndarray, delta: np.ndarray) -> None:
+    def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
         dot = np.einsum("ij,ij->i", a, delta)[:, None]
         delta -= dot
         delta *= a
+
+
+def accepts_scratch(method: Callable[..., Any]) -> bool:
+    """True when an activation's or a loss's method takes a ``scratch`` argument.
+
+    The engine asks when it binds a workspace, so that activations and costs written
+    with the plain protocol (no ``scratch``) keep working. The answer is cached per
+    function.
+    """
+    return _accepts_scratch(getattr(method, "__func__", method))
+
+
+@functools.lru_cache(maxsize=256)
+def _accepts_scratch(fn: Callable[..., Any]) -> bool:
+    try:
+        return "scratch" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read: call it the plain way
+        return False
 
 
 ACTIVATIONS: dict[str, type] = {

@@ -11,24 +11,42 @@ Index convention (the derivation's, kept everywhere in deltaflow):
 A batch of ``m`` examples is a matrix of ``m`` rows, so every step is one matrix product
 over the whole batch: there is no per-example loop.
 
-The :class:`Workspace` holds every array whose size scales with the batch, allocated
-once; :func:`forward` and :func:`backward` only write into it.
+How it is kept fast (the benchmark in ``benchmarks/bench.py`` shows each claim):
+
+* The :class:`Workspace` holds every array whose size scales with the batch, allocated
+  once; :func:`forward` and :func:`backward` only write into it (``out=`` and in-place
+  operators, and a scratch buffer for the activations' derivatives and the cost), so a
+  training step allocates nothing.
+* Every matrix product goes through one BLAS (:mod:`deltaflow._blas`), with the routine
+  that suits the shape, on transposed views rather than copies.
+* The ``1/m`` of the mean is folded into ``delta[L]``, and with plain SGD the update
+  ``Theta := Theta - alpha dC/dTheta`` is folded into the product that forms the
+  gradient (``gemm`` with ``alpha = -learning_rate`` and ``beta = 1``): the gradient is
+  never stored.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ._blas import blas_for, is_small
+from .activations import accepts_scratch
 
 if TYPE_CHECKING:
     from .network import Network
 
-__all__ = ["Workspace", "backward", "forward"]
+__all__ = ["Workspace", "backward", "blas_threads", "cost", "forward"]
 
 
 class Workspace:
-    """Buffers for one batch size: ``a[0..L]``, ``delta[1..L]`` and the gradients.
+    """Buffers for one batch size: ``a[0..L]``, ``delta[1..L]``, scratch and the gradients.
+
+    A workspace serves the network it was made for: its shapes, dtype, activations and
+    cost (whose methods it binds to its scratch buffers once, here).
 
     Parameters
     ----------
@@ -36,6 +54,9 @@ class Workspace:
         The network whose shapes and dtype the buffers take.
     m : int
         The number of examples (rows) in a batch.
+    gradients : bool, default True
+        Allocate ``dtheta`` and ``db``. Training with plain SGD folds the update into
+        the backward pass and needs neither.
 
     Attributes
     ----------
@@ -46,19 +67,51 @@ class Workspace:
         ``delta[l]`` of shape ``(m, S[l])`` for ``l = 1..L``; ``delta[0]`` is None
         (the input has no ``z``).
     dtheta, db : list of ndarray
-        ``dC/dTheta[l]`` and ``dC/db[l]`` at index ``l-1``, like ``net.weights``.
+        ``dC/dTheta[l]`` and ``dC/db[l]`` at index ``l-1``, like ``net.weights`` (empty
+        lists when ``gradients=False``).
+    scratch : list of ndarray or None
+        ``scratch[l]`` of shape ``(m, S[l])`` for ``l = 1..L``, overwritten at will by
+        the activations and the cost; all layers share one block of memory.
+    ones : ndarray of shape (m,)
+        All ones: ``db[l]`` is the product ``delta[l].T @ ones``.
     """
 
-    def __init__(self, net: Network, m: int) -> None:
+    def __init__(self, net: Network, m: int, *, gradients: bool = True) -> None:
         sizes, dtype = net.sizes, net.dtype
         self.m = m
-        self.a = [np.empty((m, s), dtype=dtype) for s in sizes]
-        self.delta: list[np.ndarray | None] = [None] + [
-            np.empty((m, s), dtype=dtype) for s in sizes[1:]
-        ]
-        self.dtheta = [np.empty_like(w) for w in net.weights]
-        self.db = [np.empty_like(b) for b in net.biases]
+        self.a = [np.zeros((m, s), dtype=dtype) for s in sizes]
+        self.delta: list[Any] = (
+            [None]
+            + [  # delta[0] is None: the input has no z
+                np.zeros((m, s), dtype=dtype) for s in sizes[1:]
+            ]
+        )
+        self._scratch_block = np.zeros(m * max(sizes[1:]), dtype=dtype)
+        self.ones = np.ones(m, dtype=dtype)
+        self.dtheta = [np.zeros_like(w) for w in net.weights] if gradients else []
+        self.db = [np.zeros_like(b) for b in net.biases] if gradients else []
+        self.blas = blas_for(dtype, _largest_product(net, m))
+        self._activations = list(net.activations)
+        self._loss = net.loss
         self._views: dict[int, Workspace] = {}
+        self._bind(sizes)
+
+    def _bind(self, sizes: list[int]) -> None:
+        """Scratch views for ``m`` rows, and the methods that take them, bound once."""
+        m = self.m
+        self.scratch: list[Any] = [None] + [
+            self._scratch_block[: m * s].reshape(m, s) for s in sizes[1:]
+        ]
+        s = self.scratch
+        L = len(sizes) - 1
+        self.g_forward: list[Callable[..., Any] | None] = [None] + [
+            _with_scratch(g.forward, s[l]) for l, g in enumerate(self._activations, start=1)
+        ]
+        self.g_backprop: list[Callable[..., Any] | None] = [None] + [
+            _with_scratch(g.backprop, s[l]) for l, g in enumerate(self._activations, start=1)
+        ]
+        self.loss_value = _with_scratch(self._loss.value, s[L])
+        self.output_delta = _with_scratch(self._loss.output_delta, s[L])
 
     def rows(self, m: int) -> Workspace:
         """A workspace for a smaller batch of ``m`` rows, sharing this one's memory.
@@ -75,11 +128,39 @@ class Workspace:
             view = object.__new__(Workspace)
             view.m = m
             view.a = [a[:m] for a in self.a]
-            view.delta = [None] + [d[:m] for d in self.delta[1:]]  # type: ignore[index]
+            view.delta = [None] + [d[:m] for d in self.delta[1:]]
+            view.ones = self.ones[:m]
             view.dtheta, view.db = self.dtheta, self.db
+            view.blas = self.blas
+            view._scratch_block = self._scratch_block
+            view._activations, view._loss = self._activations, self._loss
             view._views = {}
+            view._bind([a.shape[1] for a in self.a])
             self._views[m] = view
         return view
+
+
+def blas_threads(net: Network, m: int) -> int | None:
+    """1 when a step on ``m`` rows is too small to share between BLAS threads, else None.
+
+    BLAS libraries split a product between threads once it has a few hundred thousand
+    multiply-adds (OpenBLAS: a matrix-vector product of 9,216 entries), and a thread
+    handed a few microseconds of work costs more in waking and waiting than it saves,
+    the more so when other processes keep the cores busy.
+    """
+    return 1 if is_small(_largest_product(net, m)) else None
+
+
+def _largest_product(net: Network, m: int) -> int:
+    """Multiply-adds of the largest matrix product of a step on ``m`` rows."""
+    return m * max(w.size for w in net.weights)
+
+
+def _with_scratch(method: Callable[..., Any], scratch: np.ndarray | None) -> Callable[..., Any]:
+    """``method`` with ``scratch=`` bound when it takes one, else ``method`` itself."""
+    if scratch is not None and accepts_scratch(method):
+        return functools.partial(method, scratch=scratch)
+    return method
 
 
 def forward(net: Network, ws: Workspace, X: np.ndarray | None = None) -> np.ndarray:
@@ -88,20 +169,43 @@ def forward(net: Network, ws: Workspace, X: np.ndarray | None = None) -> np.ndar
     Parameters
     ----------
     X : ndarray of shape (m, S[0]), optional
-        The batch, already of the network's dtype and C-ordered. When omitted the
-        batch is the one already in ``ws.a[0]``.
+        The batch, already of the network's dtype and C-ordered. When given,
+        ``ws.a[0]`` becomes ``X`` itself (no copy); when omitted the batch is the one
+        already in ``ws.a[0]``.
     """
-    a = ws.a
+    a, blas, g = ws.a, ws.blas, ws.g_forward
     if X is not None:
         a[0] = X
-    for l in range(1, net.L + 1):
-        np.dot(a[l - 1], net.weights[l - 1], out=a[l])  # z[l] = a[l-1] @ Theta[l] ...
-        a[l] += net.biases[l - 1]  # ... + b[l]
-        net.activations[l - 1].forward(a[l], out=a[l])  # a[l] = g(z[l]), in place
-    return a[net.L]
+    for l, (theta, b) in enumerate(zip(net.weights, net.biases), start=1):
+        blas.matmul(a[l - 1], theta, out=a[l])  # z[l] = a[l-1] @ Theta[l] ...
+        np.add(a[l], b[None, :], out=a[l])  # ... + b[l] (as a 1-row matrix: no broadcast at m = 1)
+        g[l](a[l], a[l])  # type: ignore[misc]  # a[l] = g(z[l]), in place
+    return a[len(net.weights)]
 
 
-def backward(net: Network, ws: Workspace, Y: np.ndarray, weights: np.ndarray | None = None) -> None:
+def cost(net: Network, ws: Workspace, Y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The cost ``C`` of the batch in ``ws`` after :func:`forward`, with no temporaries.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (m, S[L])
+        Targets, of the network's dtype.
+    weights : ndarray of shape (m,), optional
+        Per-example weights, as in :func:`backward`.
+    """
+    a_L = ws.a[len(net.weights)]
+    return ws.loss_value(a_L, Y) if weights is None else ws.loss_value(a_L, Y, weights)
+
+
+def backward(
+    net: Network,
+    ws: Workspace,
+    Y: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    weight_decay: float = 0.0,
+    sgd_rate: float | None = None,
+) -> None:
     """Backward dynamic programme: fill ``ws.dtheta`` and ``ws.db`` after :func:`forward`.
 
     Last layer to first::
@@ -123,18 +227,36 @@ def backward(net: Network, ws: Workspace, Y: np.ndarray, weights: np.ndarray | N
         ``C = sum_i w_i C_i / sum_i w_i``: row ``i`` of ``delta[L]`` carries
         ``w_i / sum_i w_i`` where the unweighted cost has ``1/m``. Weights that are all
         zero give zero gradients. None (the default) is the plain mean, with no extra work.
+    weight_decay : float, default 0
+        ``lambda``: ``dTheta[l]`` becomes ``dC/dTheta[l] + lambda Theta[l]`` (the L2
+        penalty's gradient; biases are not decayed).
+    sgd_rate : float, optional
+        Apply plain SGD with this learning rate ``alpha`` as each gradient is formed,
+        ``Theta[l] := Theta[l] - alpha (dC/dTheta[l] + lambda Theta[l])`` and
+        ``b[l] := b[l] - alpha dC/db[l]``, in one product each (the gradient is never
+        stored and ``ws.dtheta``, ``ws.db`` are left alone). ``delta[l-1]`` is formed
+        from ``Theta[l]`` before its update, so the result is the SGD step.
     """
-    a, delta = ws.a, ws.delta
-    L, m = net.L, ws.m
+    a, delta, blas = ws.a, ws.delta, ws.blas
+    L, m = len(net.weights), ws.m
     if weights is None:
-        net.loss.output_delta(a[L], Y, net.activations[L - 1], out=delta[L], scale=1.0 / m)
+        ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0 / m)
     else:
-        net.loss.output_delta(a[L], Y, net.activations[L - 1], out=delta[L], scale=1.0)
+        ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0)
         total = weights.sum()
         delta[L] *= (weights / total if total > 0 else weights)[:, None]
     for l in range(L, 0, -1):
-        np.dot(a[l - 1].T, delta[l], out=ws.dtheta[l - 1])
-        np.add.reduce(delta[l], axis=0, out=ws.db[l - 1])
+        theta, b = net.weights[l - 1], net.biases[l - 1]
+        if l > 1:  # delta[l-1] before Theta[l] changes
+            blas.matmul_bt(delta[l], theta, out=delta[l - 1])
+        if sgd_rate is None:
+            if weight_decay:
+                np.copyto(ws.dtheta[l - 1], theta)
+            blas.matmul_at(a[l - 1], delta[l], out=ws.dtheta[l - 1], beta=weight_decay)
+            blas.column_sums(delta[l], ws.ones, out=ws.db[l - 1])
+        else:
+            decay = 1.0 - sgd_rate * weight_decay
+            blas.matmul_at(a[l - 1], delta[l], out=theta, alpha=-sgd_rate, beta=decay)
+            blas.column_sums(delta[l], ws.ones, out=b, alpha=-sgd_rate, beta=1.0)
         if l > 1:
-            np.dot(delta[l], net.weights[l - 1].T, out=delta[l - 1])
-            net.activations[l - 2].backprop(a[l - 1], delta[l - 1])
+            ws.g_backprop[l - 1](a[l - 1], delta[l - 1])  # type: ignore[misc]

@@ -11,6 +11,10 @@ A loss knows two things:
     backward pass passes ``scale = 1/m`` so that the mean over the batch is folded
     into the one small output-layer array instead of every weight gradient.
 
+Both also take an optional ``scratch``, an array of ``a``'s shape they may overwrite
+instead of allocating a temporary; the engine passes its workspace's (see
+:func:`deltaflow.activations.accepts_scratch`).
+
 The matched pairs (softmax with cross-entropy, sigmoid with binary cross-entropy) have
 ``delta^(L) = a - y``: the ``1/a`` of the cost's derivative cancels against ``g'``. That
 shortcut holds *only* for the matched activation, so each loss checks the activation it
@@ -24,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .activations import Activation
+from .activations import Activation, accepts_scratch
 from .errors import ConfigError
 
 __all__ = [
@@ -51,6 +55,9 @@ class Loss(Protocol):
     ) -> np.ndarray: ...
 
 
+Scratch = np.ndarray | None
+
+
 class SquaredError:
     """The notes' cost: ``C_i = sum_j (a_j^(L) - y_j)^2`` (no 1/2), averaged over ``m``.
 
@@ -60,18 +67,33 @@ class SquaredError:
     name = "squared_error"
     default_output = None  # the hidden layers' activation, as in the notes
 
-    def value(self, a: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
-        diff = a - y
+    def value(
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray | None = None,
+        scratch: Scratch = None,
+    ) -> float:
+        diff = np.subtract(a, y, out=scratch)
         if weights is not None:
             return _weighted_mean(np.einsum("ij,ij->i", diff, diff), weights)
         return float(np.vdot(diff, diff)) / a.shape[0]
 
     def output_delta(
-        self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray,
+        scale: float,
+        scratch: Scratch = None,
     ) -> np.ndarray:
         np.subtract(a, y, out=out)
         out *= 2.0 * scale
-        activation.backprop(a, out)
+        if scratch is not None and _takes_scratch(activation):
+            activation.backprop(a, out, scratch)  # type: ignore[call-arg]
+        else:
+            activation.backprop(a, out)
         return out
 
 
@@ -84,15 +106,28 @@ class CrossEntropy:
     name = "cross_entropy"
     default_output = "softmax"
 
-    def value(self, a: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    def value(
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray | None = None,
+        scratch: Scratch = None,
+    ) -> float:
         # Clip so that an output that underflowed to 0 costs -log(tiny), not inf.
         tiny = np.finfo(a.dtype).tiny
+        log_a = np.log(np.maximum(a, tiny, out=scratch), out=scratch)
         if weights is not None:
-            return -_weighted_mean(np.einsum("ij,ij->i", y, np.log(np.maximum(a, tiny))), weights)
-        return -float(np.vdot(y, np.log(np.maximum(a, tiny)))) / a.shape[0]
+            return -_weighted_mean(np.einsum("ij,ij->i", y, log_a), weights)
+        return -float(np.vdot(y, log_a)) / a.shape[0]
 
     def output_delta(
-        self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray,
+        scale: float,
+        scratch: Scratch = None,
     ) -> np.ndarray:
         if activation.name != "softmax":
             raise ConfigError(
@@ -113,9 +148,15 @@ class BinaryCrossEntropy:
     name = "binary_cross_entropy"
     default_output = "sigmoid"
 
-    def value(self, a: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> float:
+    def value(
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray | None = None,
+        scratch: Scratch = None,
+    ) -> float:
         eps = np.finfo(a.dtype).eps
-        p = np.clip(a, eps, 1 - eps)
+        p = np.clip(a, eps, 1 - eps, out=scratch)
         if weights is not None:
             per_example = np.einsum("ij,ij->i", y, np.log(p)) + np.einsum(
                 "ij,ij->i", 1 - y, np.log1p(-p)
@@ -124,7 +165,13 @@ class BinaryCrossEntropy:
         return -float(np.vdot(y, np.log(p)) + np.vdot(1 - y, np.log1p(-p))) / a.shape[0]
 
     def output_delta(
-        self, a: np.ndarray, y: np.ndarray, activation: Activation, out: np.ndarray, scale: float
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray,
+        scale: float,
+        scratch: Scratch = None,
     ) -> np.ndarray:
         if activation.name != "sigmoid":
             raise ConfigError(
@@ -134,6 +181,11 @@ class BinaryCrossEntropy:
         np.subtract(a, y, out=out)
         out *= scale
         return out
+
+
+def _takes_scratch(activation: Activation) -> bool:
+    """Whether ``activation.backprop`` takes a scratch buffer."""
+    return accepts_scratch(activation.backprop)
 
 
 def _weighted_mean(c: np.ndarray, weights: np.ndarray) -> float:

@@ -5,7 +5,11 @@ are matching lists of arrays (the weights ``Theta[l]`` then the biases ``b[l]``)
 update is written into ``params`` without allocating. ``grads`` may be used as scratch
 space: the engine recomputes it every step.
 
-Plain SGD is the notes' rule ``Theta := Theta - alpha * dC/dTheta``.
+Plain SGD is the notes' rule ``Theta := Theta - alpha * dC/dTheta``. It has no state,
+so the training loop applies it inside the backward pass as each gradient is formed
+(:func:`deltaflow.backprop.backward` with ``sgd_rate``) and only counts the step here
+(:meth:`Optimizer.count_step`); :meth:`SGD.step` is the same update for gradients
+computed elsewhere. The other optimizers need the gradient itself.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ class Optimizer:
     """Base class: state (if any) is allocated on the first step, matching ``params``."""
 
     name = "optimizer"
+    #: True when the update needs nothing but the gradient and the learning rate, so
+    #: the backward pass may apply it as the gradient is formed (plain SGD)
+    fused_with_backward = False
 
     def __init__(self) -> None:
         self.t = 0  # steps taken
@@ -44,6 +51,10 @@ class Optimizer:
         self.t += 1
         for i, (p, g) in enumerate(zip(params, grads)):
             self._update(i, p, g, lr)
+
+    def count_step(self) -> None:
+        """Record a step whose update the backward pass applied (``fused_with_backward``)."""
+        self.t += 1
 
     # subclasses override these
     def _initialised(self, params: list[np.ndarray]) -> bool:
@@ -68,6 +79,7 @@ class SGD(Optimizer):
     """``p := p - lr * g`` (the notes' update rule)."""
 
     name = "sgd"
+    fused_with_backward = True
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
         g *= lr
@@ -97,15 +109,18 @@ class Momentum(Optimizer):
         self.velocity = [np.zeros_like(p) for p in params]
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        # g serves as scratch once it has been added to v: no temporaries.
         v = self.velocity[i]
         v *= self.momentum
         v += g
-        if self.nesterov:
-            g += self.momentum * v
+        if self.nesterov:  # p -= lr (g + mu v), as two subtractions
             g *= lr
             p -= g
+            np.multiply(v, lr * self.momentum, out=g)
+            p -= g
         else:
-            p -= lr * v
+            np.multiply(v, lr, out=g)
+            p -= g
 
     def state_dict(self) -> dict[str, Any]:
         return {"t": self.t, "velocity": self.velocity}
@@ -139,12 +154,14 @@ class Adam(Optimizer):
         self.v = [np.zeros_like(p) for p in params]
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        # beta m + (1 - beta) g written as beta (m - g) + g: in place, no temporaries.
         m, v = self.m[i], self.v[i]
+        m -= g
         m *= self.beta1
-        m += (1 - self.beta1) * g
-        v *= self.beta2
+        m += g
         g *= g  # g is scratch from here on
-        g *= 1 - self.beta2
+        v -= g
+        v *= self.beta2
         v += g
         step = lr * math.sqrt(1 - self.beta2**self.t) / (1 - self.beta1**self.t)
         np.sqrt(v, out=g)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import backprop, checkpoint
+from ._blas import cap_threads, writable_in_place
 from .errors import ConfigError, DataError, DivergenceError
 from .network import Network, as_generator
 from .optimizers import Optimizer, get_optimizer, get_schedule
@@ -92,6 +93,27 @@ def _labels(Yenc: np.ndarray) -> np.ndarray:
     return Yenc.argmax(axis=1)
 
 
+def _batch_starts(m: int, bs: int, threads: int | None) -> Iterator[int]:
+    """The first row of each batch; meanwhile the engine's BLAS keeps to ``threads``.
+
+    The setting is restored when the batches end, the loop is left or an error passes.
+    """
+    restore = cap_threads(threads) if threads else None
+    try:
+        yield from range(0, m, bs)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _predict_into(a: np.ndarray, out: np.ndarray) -> None:
+    """The predicted class of each row of ``a`` into ``out`` (as :func:`_hits` counts)."""
+    if a.shape[1] == 1:
+        np.greater(a[:, 0], 0.5, out=out)
+    else:
+        a.argmax(axis=1, out=out)
+
+
 def _hits(a: np.ndarray, labels: np.ndarray) -> int:
     pred = (a[:, 0] > 0.5) if a.shape[1] == 1 else a.argmax(axis=1)
     return int(np.count_nonzero(pred == labels))
@@ -129,7 +151,7 @@ def _evaluate(
         stop = min(start + ws.m, m)
         view = ws.rows(stop - start)
         a = backprop.forward(net, view, X[start:stop])
-        total += net.loss.value(a, Yenc[start:stop]) * (stop - start)
+        total += backprop.cost(net, view, Yenc[start:stop]) * (stop - start)
         if labels is not None:
             hits += _hits(a, labels[start:stop])
     return total / m, (hits / m if labels is not None else None)
@@ -335,8 +357,12 @@ def fit(
     labels = _labels(Yenc) if is_class else None
     labels_v = _labels(Yv) if (is_class and Yv is not None) else None
     bs = min(batch_size, m)
-    ws = backprop.Workspace(net, bs)
+    # plain SGD is applied inside the backward pass, when the parameters allow it
+    fused = opt.fused_with_backward and writable_in_place(net.weights + net.biases, net.dtype)
+    ws = backprop.Workspace(net, bs, gradients=not fused)
+    threads = backprop.blas_threads(net, bs)
     Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
+    pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
     ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
     params = net.weights + net.biases
     grads = ws.dtheta + ws.db
@@ -360,15 +386,19 @@ def fit(
         snapshot = [p.copy() for p in params]
         total, hits = 0.0, 0
         norms: list[list[float]] | None = [] if track_delta_norms else None
-        for batch, start in enumerate(range(0, m, bs)):
+        for batch, start in enumerate(_batch_starts(m, bs, threads)):
+            # one step: gather the batch into the workspace, forward, cost, backward and
+            # update, all in preallocated buffers (mode="clip" lets take write straight
+            # into `out`; the indices are in range anyway)
             idx = order[start : start + bs]
-            view = ws.rows(idx.shape[0])
-            np.take(X, idx, axis=0, out=view.a[0])
-            Yb = Ybuf[: idx.shape[0]]
-            np.take(Yenc, idx, axis=0, out=Yb)
+            n = idx.shape[0]
+            view = ws.rows(n)
+            X.take(idx, axis=0, out=view.a[0], mode="clip")
+            Yb = Ybuf[:n]
+            Yenc.take(idx, axis=0, out=Yb, mode="clip")
             a_L = backprop.forward(net, view)
             Wb = None if W is None else W[idx]
-            c = net.loss.value(a_L, Yb) if Wb is None else net.loss.value(a_L, Yb, Wb)
+            c = backprop.cost(net, view, Yb, Wb)
             if not math.isfinite(c):
                 for p, s in zip(params, snapshot):
                     p[...] = s
@@ -376,16 +406,19 @@ def fit(
                     f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
                     f"try a smaller learning rate than {lr:g}"
                 )
-            total += c * (idx.shape[0] if Wb is None else float(Wb.sum()))
-            if labels is not None:
-                hits += _hits(a_L, labels[idx])
-            backprop.backward(net, view, Yb, Wb)
+            total += c * (n if Wb is None else float(Wb.sum()))
+            if pred is not None:
+                _predict_into(a_L, pred[start : start + n])
+            if fused:
+                backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay, sgd_rate=lr)
+                opt.count_step()
+            else:
+                backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay)
+                opt.step(params, grads, lr)
             if norms is not None:
                 norms.append(_delta_norms(view))
-            if weight_decay:
-                for w, g in zip(net.weights, ws.dtheta):
-                    g += weight_decay * w
-            opt.step(params, grads, lr)
+        if pred is not None and labels is not None:
+            hits = int(np.count_nonzero(pred == labels[order]))
         if not all(np.isfinite(p).all() for p in params):
             # the epoch's last update overflowed, and no later batch's cost will see it
             for p, s in zip(params, snapshot):
