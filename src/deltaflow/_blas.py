@@ -100,6 +100,21 @@ class ScipyBlas:
         else:  # out.T = B.T @ A.T
             self.gemm(1.0, B.T, A.T, 0.0, out.T, 0, 0, 1)
 
+    def affine(
+        self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
+    ) -> None:
+        """``out = A @ B + b`` (``b`` of shape (n,) added to every row).
+
+        ``b`` is copied into the rows first and the product added with ``beta = 1``:
+        one pass fewer than adding it afterwards, and no broadcasting ufunc (numpy
+        buffers those, and they are slow at these sizes).
+        """
+        np.copyto(out, b)
+        if A.shape[0] == 1:
+            self.gemv(1.0, B.T, A[0], 1.0, out[0], 0, 1, 0, 1, 0, 1)
+        else:
+            self.gemm(1.0, B.T, A.T, 1.0, out.T, 0, 0, 1)
+
     def matmul_bt(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
         """``out = A @ B.T`` for ``A`` of shape (m, n), ``B`` of shape (k, n)."""
         if A.shape[0] == 1:  # out[0] = B @ A[0]
@@ -160,6 +175,17 @@ class NumpyBlas:
 
     def matmul(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
         np.dot(A, B, out=out)
+
+    def affine(
+        self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
+    ) -> None:
+        """``out = A @ B + b``; ``scratch`` (``out``'s shape) holds the rows of ``b``."""
+        np.dot(A, B, out=out)
+        if scratch is None:
+            out += b
+        else:  # a copy and a same-shape add: no broadcasting ufunc, which numpy buffers
+            np.copyto(scratch, b)
+            out += scratch
 
     def matmul_bt(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
         np.dot(A, B.T, out=out)

@@ -104,10 +104,10 @@ class Workspace:
         ]
         s = self.scratch
         L = len(sizes) - 1
-        self.g_forward: list[Callable[..., Any] | None] = [None] + [
+        self.g_forward: list[Any] = [None] + [
             _with_scratch(g.forward, s[l]) for l, g in enumerate(self._activations, start=1)
         ]
-        self.g_backprop: list[Callable[..., Any] | None] = [None] + [
+        self.g_backprop: list[Any] = [None] + [
             _with_scratch(g.backprop, s[l]) for l, g in enumerate(self._activations, start=1)
         ]
         self.loss_value = _with_scratch(self._loss.value, s[L])
@@ -173,13 +173,12 @@ def forward(net: Network, ws: Workspace, X: np.ndarray | None = None) -> np.ndar
         ``ws.a[0]`` becomes ``X`` itself (no copy); when omitted the batch is the one
         already in ``ws.a[0]``.
     """
-    a, blas, g = ws.a, ws.blas, ws.g_forward
+    a, blas, g, scratch = ws.a, ws.blas, ws.g_forward, ws.scratch
     if X is not None:
         a[0] = X
     for l, (theta, b) in enumerate(zip(net.weights, net.biases), start=1):
-        blas.matmul(a[l - 1], theta, out=a[l])  # z[l] = a[l-1] @ Theta[l] ...
-        np.add(a[l], b[None, :], out=a[l])  # ... + b[l] (as a 1-row matrix: no broadcast at m = 1)
-        g[l](a[l], a[l])  # type: ignore[misc]  # a[l] = g(z[l]), in place
+        blas.affine(a[l - 1], theta, b, out=a[l], scratch=scratch[l])  # z = a[l-1] Theta + b
+        g[l](a[l], a[l])  # a[l] = g(z[l]), in place
     return a[len(net.weights)]
 
 
@@ -259,4 +258,4 @@ def backward(
             blas.matmul_at(a[l - 1], delta[l], out=theta, alpha=-sgd_rate, beta=decay)
             blas.column_sums(delta[l], ws.ones, out=b, alpha=-sgd_rate, beta=1.0)
         if l > 1:
-            ws.g_backprop[l - 1](a[l - 1], delta[l - 1])  # type: ignore[misc]
+            ws.g_backprop[l - 1](a[l - 1], delta[l - 1])

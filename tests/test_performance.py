@@ -1,0 +1,243 @@
+"""Memory and the fast paths of the engine: no timing assertions, only what must hold.
+
+* A training step after warm-up allocates nothing that grows with the batch or the
+  network (tracemalloc's peak stays flat over many steps).
+* ``fit``'s peak memory is parameters + optimizer state + one batch of activations plus a
+  few bytes of bookkeeping per example, not a multiple of the dataset.
+* The fast paths give the same numbers as the plain ones: the fused SGD update, the two
+  BLAS back ends, the scratch buffers, the thread cap (restored however ``fit`` ends).
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from deltaflow import DivergenceError, Network, backprop
+from deltaflow._blas import NumpyBlas, ScipyBlas, cap_threads, is_small
+from deltaflow.activations import Sigmoid
+from deltaflow.optimizers import SGD
+
+# (sizes, activation, cost): every activation and cost of the hot loop
+NETS = [
+    ([20, 16, 10], "sigmoid", "squared_error"),
+    ([20, 16, 12, 10], "relu", "cross_entropy"),
+    ([20, 16, 10], ["tanh", "sigmoid"], "squared_error"),
+    ([20, 16, 10], ["leaky_relu", "identity"], "squared_error"),
+]
+# Two pairs still allocate (m, S[L]) temporaries per step, noted in the closing note:
+# the binary cross-entropy's cost (log p and log(1 - p) side by side) and softmax's
+# Jacobian product, used only with a cost other than cross-entropy.
+OTHER_NETS = [
+    ([20, 16, 10], "tanh", "binary_cross_entropy"),
+    ([20, 16, 10], ["leaky_relu", "softmax"], "squared_error"),
+]
+
+
+#: elements in numpy's ufunc iteration buffer (np.getbufsize()): a fixed size, not the batch
+BUFFER = 8192
+
+
+def step(net: Network, ws: backprop.Workspace, X, Y, idx, Ybuf, pred, lr: float) -> float:
+    """One step of ``fit``'s inner loop (plain SGD, folded into the backward pass)."""
+    n = idx.shape[0]
+    view = ws.rows(n)
+    X.take(idx, axis=0, out=view.a[0], mode="clip")
+    Yb = Ybuf[:n]
+    Y.take(idx, axis=0, out=Yb, mode="clip")
+    a_L = backprop.forward(net, view)
+    c = backprop.cost(net, view, Yb)
+    a_L.argmax(axis=1, out=pred[:n])
+    backprop.backward(net, view, Yb, sgd_rate=lr)
+    return c
+
+
+def steady_state_growth(net: Network, batch: int, steps: int = 200) -> tuple[int, int]:
+    """Bytes by which tracemalloc's current and peak memory grow over ``steps`` steps."""
+    rng = np.random.default_rng(0)
+    m = 4 * batch + 3  # the last batch of each pass is a smaller one
+    X = rng.random((m, net.sizes[0])).astype(net.dtype)
+    Y, _ = net.encode_targets(rng.integers(0, net.sizes[-1], m), m)
+    if net.loss.name == "binary_cross_entropy":
+        Y = (rng.random(Y.shape) > 0.5).astype(net.dtype)
+    ws = backprop.Workspace(net, batch, gradients=False)
+    Ybuf = np.empty((batch, Y.shape[1]), dtype=net.dtype)
+    pred = np.empty(batch, dtype=np.intp)
+    order = np.arange(m)
+    starts = [s for _ in range(steps) for s in range(0, m, batch)][:steps]
+    for start in starts[:10]:  # warm-up: row views and scratch bindings are made once
+        step(net, ws, X, Y, order[start : start + batch], Ybuf, pred, 1e-3)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for start in starts:
+            step(net, ws, X, Y, order[start : start + batch], Ybuf, pred, 1e-3)
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return after - before, peak - before
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes, act, cost", NETS)
+def test_training_steps_allocate_nothing_that_scales(sizes, act, cost, dtype):
+    net = Network(sizes, act, cost, dtype=dtype, seed=0)
+    grew, peak_one = steady_state_growth(net, 1, steps=200)
+    # a leak of even 5 bytes a step would show over the 200 steps
+    assert grew < 1024, f"memory grew by {grew} bytes over 200 steps"
+    peaks = {b: steady_state_growth(net, b, steps=20)[1] for b in (2048, 8192)}
+    # Nothing grows with the batch: a step holds Python's small objects (array views,
+    # floats) and at most numpy's fixed iteration buffer (8192 elements, for a cast or
+    # a broadcast), never a batch-sized array; one (8192, 16) array would be 512 KB.
+    itemsize = np.dtype(dtype).itemsize
+    assert abs(peaks[8192] - peaks[2048]) < 2048, peaks
+    assert max(peaks.values()) < BUFFER * itemsize + 8192 < 8192 * 16 * itemsize, peaks
+    assert peak_one < 8192
+
+
+def test_a_wide_network_takes_the_large_path_and_allocates_nothing_either():
+    """Large steps go through numpy's BLAS, whose alpha/beta emulation reuses buffers."""
+    net = Network([300, 200, 10], "relu", "cross_entropy", dtype="float32", seed=0)
+    assert not is_small(64 * 300 * 200)
+    assert isinstance(backprop.Workspace(net, 64).blas, NumpyBlas)
+    grew, peak = steady_state_growth(net, 64, steps=40)
+    assert grew < 1024 and peak < BUFFER * 4 + 8192 < 64 * 200 * 4
+
+
+def fit_peak(net_args, m: int, batch: int, **fit_kwargs) -> tuple[int, int]:
+    """Peak bytes that ``fit`` allocates on ``m`` rows (the data made beforehand)."""
+    net = Network(*net_args, dtype="float32", seed=0)
+    rng = np.random.default_rng(1)
+    X = rng.random((m, net.sizes[0]), dtype=np.float32)
+    y = rng.integers(0, net.sizes[-1], m)
+    params = sum(p.nbytes for p in net.weights + net.biases)
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        net.fit(X, y, epochs=2, batch_size=batch, learning_rate=0.01, **fit_kwargs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - before, params
+
+
+@pytest.mark.parametrize("optimizer, state_copies", [("sgd", 0), ("adam", 3)])
+def test_fit_peak_memory_is_parameters_and_one_batch_not_the_dataset(optimizer, state_copies):
+    args = ([784, 128, 10], "sigmoid", "squared_error")
+    batch = 32
+    small_m, large_m = 2_000, 8_000
+    peak_small, params = fit_peak(args, small_m, batch, optimizer=optimizer)
+    peak_large, _ = fit_peak(args, large_m, batch, optimizer=optimizer)
+    example = 784 * 4  # bytes of one row of X
+    per_example = (peak_large - peak_small) / (large_m - small_m)
+    # Per example, fit keeps a few indices and a one-hot target (and check_X's
+    # finiteness mask of one byte per input): a fraction of the example, never a copy.
+    assert per_example < 0.3 * example, per_example
+    # What does not grow with the data: the parameters' snapshot and optimizer state
+    # (Adam: m, v and the gradients) and one batch of a, delta and scratch per layer.
+    batch_activations = 3 * batch * sum(args[0]) * 4
+    fixed = peak_small - per_example * small_m
+    budget = (1 + state_copies) * params + 2 * batch_activations + 256 * 1024
+    assert fixed < budget, (fixed, budget)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("sizes, act, cost", NETS + OTHER_NETS)
+def test_fused_sgd_update_equals_gradient_then_step(sizes, act, cost, dtype):
+    """Theta := Theta - alpha (dC/dTheta + lambda Theta) in one product, as in two steps."""
+    rng = np.random.default_rng(3)
+    for m in (1, 5):
+        fused = Network(sizes, act, cost, dtype=dtype, seed=4)
+        plain = fused.copy()
+        X = rng.random((m, sizes[0])).astype(dtype)
+        Y, _ = fused.encode_targets(rng.integers(0, sizes[-1], m), m)
+        ws = backprop.Workspace(fused, m, gradients=False)
+        backprop.forward(fused, ws, X)
+        backprop.backward(fused, ws, Y, weight_decay=0.01, sgd_rate=0.3)
+        ws2 = backprop.Workspace(plain, m)
+        backprop.forward(plain, ws2, X)
+        backprop.backward(plain, ws2, Y, weight_decay=0.01)
+        SGD().step(plain.weights + plain.biases, ws2.dtheta + ws2.db, 0.3)
+        tol = 1e-5 if dtype == "float32" else 1e-13
+        for p, q in zip(fused.weights + fused.biases, plain.weights + plain.biases):
+            np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m", [1, 3, 40])
+def test_both_blas_back_ends_compute_the_same_products(dtype, m):
+    rng = np.random.default_rng(m)
+    k, n = 17, 6
+    A = rng.standard_normal((m, k)).astype(dtype)
+    B = rng.standard_normal((k, n)).astype(dtype)
+    D = rng.standard_normal((m, n)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    for blas in (ScipyBlas.of(dtype), NumpyBlas(dtype)):
+        out = np.full((m, n), np.nan, dtype=dtype)  # old contents must not leak (beta = 0)
+        blas.matmul(A, B, out=out)
+        np.testing.assert_allclose(out, A @ B, **tol)
+        back = np.full((m, k), np.nan, dtype=dtype)
+        blas.matmul_bt(D, B, out=back)
+        np.testing.assert_allclose(back, D @ B.T, **tol)
+        grad = np.full((k, n), np.nan, dtype=dtype)
+        blas.matmul_at(A, D, out=grad)
+        np.testing.assert_allclose(grad, A.T @ D, **tol)
+        theta = B.copy()
+        blas.matmul_at(A, D, out=theta, alpha=-0.5, beta=0.9)
+        np.testing.assert_allclose(theta, 0.9 * B - 0.5 * A.T @ D, **tol)
+        sums = np.full(n, np.nan, dtype=dtype)
+        blas.column_sums(D, np.ones(m, dtype=dtype), out=sums)
+        np.testing.assert_allclose(sums, D.sum(axis=0), **tol)
+        b = np.ones(n, dtype=dtype)
+        blas.column_sums(D, np.ones(m, dtype=dtype), out=b, alpha=-2.0, beta=1.0)
+        np.testing.assert_allclose(b, 1 - 2 * D.sum(axis=0), **tol)
+
+
+def test_an_activation_without_scratch_still_trains():
+    """The plain two-argument protocol works: the engine passes scratch only if asked."""
+
+    class PlainSigmoid:
+        name = "sigmoid"
+
+        def forward(self, z, out):
+            return Sigmoid().forward(z, out)
+
+        def backprop(self, a, delta):
+            delta *= a * (1 - a)
+
+    rng = np.random.default_rng(0)
+    X, y = rng.random((60, 8)), rng.integers(0, 3, 60)
+    plain = Network([8, 6, 3], [PlainSigmoid(), PlainSigmoid()], seed=2)
+    builtin = Network([8, 6, 3], "sigmoid", seed=2)
+    for net in (plain, builtin):
+        net.fit(X, y, epochs=3, batch_size=7, learning_rate=0.5, seed=0)
+    for p, q in zip(plain.weights, builtin.weights):
+        np.testing.assert_allclose(p, q, rtol=1e-12)
+
+
+def scipy_blas_threads() -> list[int]:
+    from deltaflow._blas import _controllers
+
+    return [c.get_num_threads() for c in _controllers()]
+
+
+def test_thread_cap_is_undone_when_fit_ends_or_fails():
+    pytest.importorskip("threadpoolctl")
+    before = scipy_blas_threads()
+    net = Network([8, 5, 2], seed=0)
+    X = np.random.default_rng(0).random((40, 8))
+    net.fit(X, np.arange(40) % 2, epochs=2, batch_size=4)
+    assert scipy_blas_threads() == before
+    with pytest.raises(DivergenceError):
+        Network([8, 5, 2], "relu", "squared_error", seed=0).fit(
+            X * 1e30, X[:, :2] * 1e30, epochs=2, batch_size=4, learning_rate=1e10
+        )
+    assert scipy_blas_threads() == before
+    restore = cap_threads(1)
+    assert all(t == 1 for t in scipy_blas_threads())
+    restore()
+    assert scipy_blas_threads() == before
