@@ -215,6 +215,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         rng = np.random.default_rng(args.seed)
         tr, te = train_test_split_indices(X.shape[0], args.test_fraction, rng)
         X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
+    assert y_test is not None  # a dataset with X_test has y_test (Dataset checks it)
 
     n_classes = data.n_classes or int(max(y.max(), y_test.max())) + 1
     if args.layers:
