@@ -241,3 +241,30 @@ def test_thread_cap_is_undone_when_fit_ends_or_fails():
     assert all(t == 1 for t in scipy_blas_threads())
     restore()
     assert scipy_blas_threads() == before
+
+
+def test_bench_command_runs_a_tiny_grid_and_writes_json(tmp_path, capsys):
+    import json
+
+    from deltaflow.cli import main
+
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--arch", "784-4-10:sigmoid:squared_error", "--batch", "1,16"]
+    argv += ["--dtype", "float64", "--repeats", "2", "--seconds", "0.01", "--quiet"]
+    argv += ["--contenders", "deltaflow,steps,limit", "--json", str(out)]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "784-4-10 sigmoid squared_error, float64" in table and "of limit" in table
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["batch"] for r in rows] == [1, 16]
+    for r in rows:
+        assert set(r["samples_per_s"]) == {"deltaflow", "steps", "limit"}
+        assert all(v > 0 for v in r["samples_per_s"].values())
+        assert len(r["turns"]["deltaflow"]) == 2
+        assert r["of_limit"] == pytest.approx(
+            r["samples_per_s"]["deltaflow"] / r["samples_per_s"]["limit"]
+        )
+    assert main(argv) == 2  # the JSON file exists: refused without --force
+    assert "already exists" in capsys.readouterr().err
+    assert main(["bench", "--arch", "20-4-3:relu:cross_entropy"]) == 2
+    assert "784 inputs" in capsys.readouterr().err

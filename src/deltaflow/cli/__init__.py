@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import DeltaflowError
-from . import evaluate, explain, gradcheck, predict, train
+from . import bench, evaluate, explain, gradcheck, predict, train
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = [train, evaluate, predict, gradcheck, explain]
+COMMANDS = [train, evaluate, predict, gradcheck, explain, bench]
 
 
 class _Parser(argparse.ArgumentParser):
