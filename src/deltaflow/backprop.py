@@ -255,7 +255,9 @@ def backward(
             blas.column_sums(delta[l], ws.ones, out=ws.db[l - 1])
         else:
             decay = 1.0 - sgd_rate * weight_decay
-            blas.matmul_at(a[l - 1], delta[l], out=theta, alpha=-sgd_rate, beta=decay)
+            blas.matmul_at(
+                a[l - 1], delta[l], out=theta, alpha=-sgd_rate, beta=decay, scratch=ws.scratch[l]
+            )
             blas.column_sums(delta[l], ws.ones, out=b, alpha=-sgd_rate, beta=1.0)
         if l > 1:
             ws.g_backprop[l - 1](a[l - 1], delta[l - 1])
