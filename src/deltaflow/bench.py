@@ -694,10 +694,13 @@ def markdown_table(rows: Sequence[Row]) -> str:
 
 
 def _machine_line(m: dict[str, Any]) -> str:
-    blas = [b for b in m.get("blas", []) if b["api"] == "blas" and b["owner"] == "scipy"]
-    b = blas[0] if blas else None
-    lib = f"{b['library']} {b['version']} ({b['kernel']} kernel)" if b else "BLAS unknown"
-    return f"{m['cpu']}, {m['logical_cores']} logical cores, deltaflow's BLAS: {lib}"
+    libs = []
+    for owner, use in (("scipy", "small steps"), ("numpy", "large steps")):
+        b = next((b for b in m.get("blas", []) if b["api"] == "blas" and b["owner"] == owner), None)
+        if b is not None:
+            libs.append(f"{owner}'s {b['library']} {b['version']} ({b['kernel']}, {use})")
+    blas = "; ".join(libs) or "BLAS unknown (install threadpoolctl)"
+    return f"{m['cpu']}, {m['logical_cores']} logical cores; {blas}"
 
 
 def _rate(x: float | None) -> str:

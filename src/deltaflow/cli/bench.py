@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
             "and the median samples/s of several turns is reported, with the ratios, the "
             "fraction of the limit deltaflow reaches and its training loop's overhead. "
             f"Default grid: {', '.join(ARCHITECTURES)}; batch sizes "
-            f"{','.join(map(str, BATCH_SIZES))}; {' and '.join(DTYPES)}. Takes about 10 "
+            f"{','.join(map(str, BATCH_SIZES))}; {' and '.join(DTYPES)}. Takes about 5 "
             "minutes; --quick takes about one."
         ),
     )
