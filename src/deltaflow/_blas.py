@@ -15,10 +15,11 @@ suits one kind of step best:
   products dominate there and numpy's OpenBLAS (0.3.31 against scipy's 0.3.30 at the
   time of writing) does the weight-gradient product ``a.T @ delta`` up to a third faster.
 
-A workspace picks one of the two (:func:`blas_for`) and every product of its forward
-sweep, backward dynamic programme, update and cost goes through it: alternating the
+A workspace picks one of the two (:func:`blas_for`) and every matrix product of its
+forward sweep, backward dynamic programme and update goes through it: alternating the
 two libraries within a loop makes their thread pools fight over the cores (measured 14x
-slower with two threads each).
+slower with two threads each). (The cost's single dot product is numpy's ``np.vdot``;
+on a small step it has too few entries for OpenBLAS to wake a thread.)
 
 BLAS is column-major (Fortran order); deltaflow's arrays are row-major (C order). The
 transpose of a C-ordered matrix is a Fortran-ordered view of the same memory, so the
@@ -91,9 +92,7 @@ class ScipyBlas:
 
     def __init__(self, dtype: np.dtype) -> None:
         self.dtype = np.dtype(dtype)
-        self.gemm, self.gemv, self.dot = _scipy_blas.get_blas_funcs(
-            ("gemm", "gemv", "dot"), dtype=self.dtype
-        )
+        self.gemm, self.gemv = _scipy_blas.get_blas_funcs(("gemm", "gemv"), dtype=self.dtype)
 
     def matmul(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
         """``out = A @ B`` for ``A`` of shape (m, k), ``B`` of shape (k, n)."""
@@ -155,10 +154,6 @@ class ScipyBlas:
         ``A`` has shape (m, n), ``ones`` shape (m,) and is all ones, ``out`` shape (n,).
         """
         self.gemv(alpha, A.T, ones, beta, out, 0, 1, 0, 1, 0, 1)
-
-    def vdot(self, x: np.ndarray, y: np.ndarray) -> float:
-        """``sum(x * y)`` over all entries of two C-contiguous arrays of one shape."""
-        return float(self.dot(x.reshape(-1), y.reshape(-1)))
 
 
 class NumpyBlas:
@@ -236,9 +231,6 @@ class NumpyBlas:
         sums = self._buffer(out.shape)
         np.add.reduce(A, axis=0, out=sums)
         _accumulate(out, sums, alpha, beta)
-
-    def vdot(self, x: np.ndarray, y: np.ndarray) -> float:
-        return float(np.vdot(x, y))
 
 
 def _accumulate(out: np.ndarray, x: np.ndarray, alpha: float, beta: float) -> None:
