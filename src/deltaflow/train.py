@@ -336,7 +336,7 @@ def fit(
         X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
         W = None if W is None else W[order[m_val:]]
     else:
-        Xv = Yv = None
+        Xv = Yv = None  # type: ignore[assignment]
     fingerprint = ""
     if checkpoint_dir is not None:
         arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
@@ -428,7 +428,7 @@ def fit(
                 f"{epoch + 1}; try a smaller learning rate than {lr:g}"
             )
         val_cost = val_acc = None
-        if Xv is not None:
+        if Xv is not None and Yv is not None and ws_val is not None:
             val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
         rec = EpochRecord(
             epoch=epoch + 1,
