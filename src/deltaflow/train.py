@@ -378,12 +378,15 @@ def fit(
         best_cost, waited = float(ckpt.state["best_cost"]), int(ckpt.state["waited"])
         best_params = ckpt.best_params
         first_epoch = epochs if ckpt.state["finished"] else ckpt.epoch
+    # the parameters at the start of the epoch: the last finite ones known if it diverges
+    snapshot = [np.empty_like(p) for p in params]
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         lr = float(rate(epoch))
         if shuffle:
             rng.shuffle(order)
-        snapshot = [p.copy() for p in params]
+        for s, p in zip(snapshot, params):
+            np.copyto(s, p)
         total, hits = 0.0, 0
         norms: list[list[float]] | None = [] if track_delta_norms else None
         for batch, start in enumerate(_batch_starts(m, bs, threads)):
