@@ -474,6 +474,23 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
+def test_gzipped_csv_bomb_is_refused_at_the_cap(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("deltaflow.data._MAX_TEXT_BYTES", 2**20)
+    small = tmp_path / "small.csv.gz"
+    small.write_bytes(gzip.compress(b"1,2\n" * 1000))
+    assert load_csv(small).X_train.shape == (1000, 1)  # under the cap: read as usual
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"1,2\n" * (20 * 2**20 // 4)))  # 20 MiB of text
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="decompresses to more than 1 MiB of text"):
+            load_csv(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 2**20
+
+
 def test_csv_header_detected_and_label_first(tmp_path: Path) -> None:
     path = write_text(tmp_path / "points.csv", "label,a,b\n1,0.5,2\n0,1.5,3\n")
     dataset = load_csv(path)

@@ -83,6 +83,7 @@ _MNIST_FILES = (
 _DOWNLOAD_TIMEOUT_S = 30.0
 _CHUNK_BYTES = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
+_MAX_TEXT_BYTES = 1 << 30  # a gzipped CSV may decompress to at most 1 GiB
 
 # IDX element type byte -> numpy dtype (IDX stores multi-byte values big-endian).
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -802,9 +803,14 @@ def _read_text_lines(path: Path) -> list[str]:
         raise DataError(f"could not read {path} ({exc})") from exc
     if content[:2] == _GZIP_MAGIC:
         try:
-            content = gzip.decompress(content)
+            content = _gunzip_capped(content, _MAX_TEXT_BYTES)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path} is a corrupt or truncated gzip file ({exc})") from exc
+        if len(content) > _MAX_TEXT_BYTES:
+            raise DataError(
+                f"{path} decompresses to more than {_MAX_TEXT_BYTES >> 20} MiB of text; "
+                "split it, or convert it to an .npz file with arrays X and y"
+            )
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -813,6 +819,23 @@ def _read_text_lines(path: Path) -> list[str]:
             "expected a comma-separated text file"
         ) from exc
     return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def _gunzip_capped(compressed: bytes, cap: int) -> bytes:
+    """Decompress gzip data in chunks, stopping just past ``cap`` bytes.
+
+    Reading chunk by chunk keeps a gzip bomb from filling memory (``GzipFile.read(n)``
+    would allocate ``n`` bytes up front).
+    """
+    chunks, total = [], 0
+    with gzip.GzipFile(fileobj=io.BytesIO(compressed)) as stream:
+        while total <= cap:
+            chunk = stream.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    return b"".join(chunks)
 
 
 def _split_csv_line(line: str) -> list[str]:
