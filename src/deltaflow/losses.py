@@ -17,9 +17,9 @@ instead of allocating a temporary; the engine passes its workspace's (see
 
 The matched pairs (softmax with cross-entropy, sigmoid with binary cross-entropy) have
 ``delta^(L) = a - y``: the ``1/a`` of the cost's derivative cancels against ``g'``. That
-shortcut holds *only* for the matched activation, so each loss checks the activation it
-is given and otherwise follows the general rule ``delta = dC/da * g'(z)``. The backward
-pass has no special cases.
+shortcut holds *only* for the matched activation, so those two losses refuse any other
+output activation; the squared error follows the general rule ``delta = dC/da * g'(z)``
+with whatever output it is given. The backward pass has no special cases.
 """
 
 from __future__ import annotations
@@ -97,7 +97,33 @@ class SquaredError:
         return out
 
 
-class CrossEntropy:
+class _MatchedPair:
+    """A cost whose matched output activation makes ``delta^(L) = a - y``."""
+
+    name: str
+    default_output: str
+
+    def output_delta(
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        activation: Activation,
+        out: np.ndarray,
+        scale: float,
+        scratch: Scratch = None,
+    ) -> np.ndarray:
+        if activation.name != self.default_output:
+            raise ConfigError(
+                f"the {self.name} cost needs a {self.default_output} output layer, not "
+                f"{activation.name}; use activation=[..., {self.default_output!r}] "
+                "or cost='squared_error'"
+            )
+        np.subtract(a, y, out=out)
+        out *= scale
+        return out
+
+
+class CrossEntropy(_MatchedPair):
     """Categorical cross-entropy ``C_i = -sum_j y_j log a_j^(L)`` with a softmax output.
 
     With softmax, ``delta^(L) = a - y`` (the softmax Jacobian is never formed).
@@ -120,26 +146,8 @@ class CrossEntropy:
             return -_weighted_mean(np.einsum("ij,ij->i", y, log_a), weights)
         return -float(np.vdot(y, log_a)) / a.shape[0]
 
-    def output_delta(
-        self,
-        a: np.ndarray,
-        y: np.ndarray,
-        activation: Activation,
-        out: np.ndarray,
-        scale: float,
-        scratch: Scratch = None,
-    ) -> np.ndarray:
-        if activation.name != "softmax":
-            raise ConfigError(
-                f"the cross_entropy cost needs a softmax output layer, not {activation.name}; "
-                "use activation=[..., 'softmax'] or cost='squared_error'"
-            )
-        np.subtract(a, y, out=out)
-        out *= scale
-        return out
 
-
-class BinaryCrossEntropy:
+class BinaryCrossEntropy(_MatchedPair):
     """``C_i = -sum_j [y_j log a_j + (1 - y_j) log(1 - a_j)]`` with a sigmoid output.
 
     With sigmoid, ``delta^(L) = a - y``.
@@ -163,24 +171,6 @@ class BinaryCrossEntropy:
             )
             return -_weighted_mean(per_example, weights)
         return -float(np.vdot(y, np.log(p)) + np.vdot(1 - y, np.log1p(-p))) / a.shape[0]
-
-    def output_delta(
-        self,
-        a: np.ndarray,
-        y: np.ndarray,
-        activation: Activation,
-        out: np.ndarray,
-        scale: float,
-        scratch: Scratch = None,
-    ) -> np.ndarray:
-        if activation.name != "sigmoid":
-            raise ConfigError(
-                "the binary_cross_entropy cost needs a sigmoid output layer, "
-                f"not {activation.name}; use activation=[..., 'sigmoid']"
-            )
-        np.subtract(a, y, out=out)
-        out *= scale
-        return out
 
 
 def _takes_scratch(activation: Activation) -> bool:
