@@ -30,6 +30,7 @@ import numpy as np
 from . import backprop
 from .activations import Identity
 from .errors import ConfigError, DataError
+from .gradcheck import finite_differences, float64_copy
 from .optimizers import SGD
 
 if TYPE_CHECKING:
@@ -314,7 +315,7 @@ def trace_step(
     for value, name in ((learning_rate, "learning_rate"), (eps, "eps")):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
             raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    net = _float64_copy(net)
+    net = float64_copy(net)
     x = np.asarray(x)
     X = net.check_X(x[None, :] if x.ndim == 1 else x, "x")
     if X.shape[0] != 1:
@@ -331,7 +332,7 @@ def trace_step(
     dtheta = [g.copy() for g in ws.dtheta]
     db = [g.copy() for g in ws.db]
 
-    fd_theta, fd_b = _finite_differences(net, X, Y, eps)
+    fd_theta, fd_b = finite_differences(net, X, Y, eps)
     new_params = [p.copy() for p in net.weights + net.biases]
     SGD().step(new_params, [g.copy() for g in dtheta + db], float(learning_rate))
     after = net.copy()
@@ -403,15 +404,6 @@ def _theta_times_delta(theta_next: np.ndarray, delta_next: np.ndarray) -> np.nda
     return theta_next @ delta_next
 
 
-def _float64_copy(net: Network) -> Network:
-    new = net.copy()
-    if new.dtype != np.float64:
-        new.dtype = np.dtype(np.float64)
-        new.weights = [w.astype(np.float64) for w in new.weights]
-        new.biases = [b.astype(np.float64) for b in new.biases]
-    return new
-
-
 def _target_row(net: Network, y: Any) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim == 0:
@@ -439,28 +431,6 @@ def _cost_derivative(net: Network, a_L: np.ndarray, Y: np.ndarray) -> np.ndarray
     except ConfigError:  # a matched pair: the loss only knows the fused a - y
         return None
     return out[0]
-
-
-def _finite_differences(
-    net: Network, X: np.ndarray, Y: np.ndarray, eps: float
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Central differences of the cost for every entry of every ``Theta`` and ``b``."""
-    ws = backprop.Workspace(net, X.shape[0])
-
-    def numeric(param: np.ndarray) -> np.ndarray:
-        out = np.empty_like(param)
-        flat, grad = param.reshape(-1), out.reshape(-1)
-        for i in range(flat.size):
-            keep = flat[i]
-            flat[i] = keep + eps
-            plus = net.loss.value(backprop.forward(net, ws, X), Y)
-            flat[i] = keep - eps
-            minus = net.loss.value(backprop.forward(net, ws, X), Y)
-            flat[i] = keep
-            grad[i] = (plus - minus) / (2 * eps)
-        return out
-
-    return [numeric(w) for w in net.weights], [numeric(b) for b in net.biases]
 
 
 def path_gradients(trace: StepTrace) -> tuple[list[np.ndarray], int]:

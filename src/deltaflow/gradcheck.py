@@ -16,7 +16,7 @@ import numpy as np
 from . import backprop
 from .network import Network
 
-__all__ = ["GradcheckResult", "gradcheck"]
+__all__ = ["GradcheckResult", "finite_differences", "float64_copy", "gradcheck"]
 
 
 @dataclass
@@ -72,18 +72,48 @@ def gradcheck(net: Network, X: Any, Y: Any, *, eps: float = 1e-6) -> GradcheckRe
     -------
     GradcheckResult
     """
-    net64 = net.copy()
-    if net64.dtype != np.float64:
-        net64.dtype = np.dtype(np.float64)
-        net64.weights = [w.astype(np.float64) for w in net64.weights]
-        net64.biases = [b.astype(np.float64) for b in net64.biases]
+    net64 = float64_copy(net)
     X = net64.check_X(X)
     Yenc, _ = net64.encode_targets(Y, X.shape[0])
     dtheta, db = net64.gradients(X, Yenc)
-    ws = backprop.Workspace(net64, X.shape[0])
+    fd_theta, fd_b = finite_differences(net64, X, Yenc, eps)
+    theta_err = [_rel_error(g, n) for g, n in zip(dtheta, fd_theta)]
+    bias_err = [_rel_error(g, n) for g, n in zip(db, fd_b)]
+    return GradcheckResult(theta=theta_err, bias=bias_err, eps=eps)
+
+
+def float64_copy(net: Network) -> Network:
+    """A copy of ``net`` whose parameters (and computations) are float64."""
+    new = net.copy()
+    if new.dtype != np.float64:
+        new.dtype = np.dtype(np.float64)
+        new.weights = [w.astype(np.float64) for w in new.weights]
+        new.biases = [b.astype(np.float64) for b in new.biases]
+    return new
+
+
+def finite_differences(
+    net: Network, X: np.ndarray, Y: np.ndarray, eps: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Central differences of ``C`` for every entry of every ``Theta[l]`` and ``b[l]``.
+
+    Parameters
+    ----------
+    net : Network
+        Its parameters are moved one entry at a time and put back exactly.
+    X : ndarray of shape (m, S[0]), of the network's dtype
+    Y : ndarray of shape (m, S[L]), encoded targets of the network's dtype
+    eps : float
+
+    Returns
+    -------
+    fd_theta, fd_b : lists of ndarray
+        Laid out like ``net.weights`` and ``net.biases``.
+    """
+    ws = backprop.Workspace(net, X.shape[0])
 
     def cost() -> float:
-        return net64.loss.value(backprop.forward(net64, ws, X), Yenc)
+        return net.loss.value(backprop.forward(net, ws, X), Y)
 
     def numeric(param: np.ndarray) -> np.ndarray:
         out = np.empty_like(param)
@@ -98,6 +128,4 @@ def gradcheck(net: Network, X: Any, Y: Any, *, eps: float = 1e-6) -> GradcheckRe
             grad[k] = (plus - minus) / (2 * eps)
         return out
 
-    theta_err = [_rel_error(g, numeric(w)) for g, w in zip(dtheta, net64.weights)]
-    bias_err = [_rel_error(g, numeric(b)) for g, b in zip(db, net64.biases)]
-    return GradcheckResult(theta=theta_err, bias=bias_err, eps=eps)
+    return [numeric(w) for w in net.weights], [numeric(b) for b in net.biases]
