@@ -362,6 +362,7 @@ def fit(
     ws = backprop.Workspace(net, bs, gradients=not fused)
     threads = backprop.blas_threads(net, bs)
     Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
+    Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
     pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
     ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
     params = net.weights + net.biases
@@ -400,7 +401,7 @@ def fit(
             Yb = Ybuf[:n]
             Yenc.take(idx, axis=0, out=Yb, mode="clip")
             a_L = backprop.forward(net, view)
-            Wb = None if W is None else W[idx]
+            Wb = None if W is None or Wbuf is None else W.take(idx, out=Wbuf[:n], mode="clip")
             c = backprop.cost(net, view, Yb, Wb)
             if not math.isfinite(c):
                 for p, s in zip(params, snapshot):
