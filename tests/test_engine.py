@@ -167,6 +167,25 @@ def test_float32_gradients_close_to_float64():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("n", [100, 4096])  # expit below 2048 float32 entries, 1/(1+e^-z) above
+def test_float32_sigmoid_is_exact_to_rounding_and_never_warns(n):
+    from scipy.special import expit
+
+    from deltaflow.activations import Sigmoid
+
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal(n) * 30).astype(np.float32)
+    z[:6] = [-1e30, -200, -88.8, 88.8, 200, 1e30]  # e^(-z) overflows for the first three
+    want = expit(z.astype(np.float64))
+    out = np.empty_like(z)
+    Sigmoid().forward(z, out)  # warnings are errors in this suite: an overflow would fail
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=2e-7, atol=1e-38)
+    assert out[0] == out[1] == 0.0 and out[4] == out[5] == 1.0
+    Sigmoid().forward(z, z)  # in place, as the forward sweep calls it
+    np.testing.assert_array_equal(z, out)
+
+
 def test_initialisation_suits_activation():
     relu = Network([400, 300, 10], "relu", seed=0)
     sig = Network([400, 300, 10], "sigmoid", seed=0)

@@ -60,6 +60,12 @@ class Activation(Protocol):
         ...
 
 
+#: float32 arrays of at least this many entries take the four-pass sigmoid (below it,
+#: expit's single call is cheaper; in float64 expit was as fast or faster at every size
+#: measured, 2026-11-27)
+_EXP_FORM_MIN = 2048
+
+
 class Sigmoid:
     """Logistic sigmoid ``sigma(u) = 1 / (1 + e^(-u))``; ``sigma' = a (1 - a)``."""
 
@@ -68,8 +74,16 @@ class Sigmoid:
     def forward(
         self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
     ) -> np.ndarray:
+        if out.dtype == np.float32 and out.size >= _EXP_FORM_MIN:
+            # 1 / (1 + e^(-z)) in four passes of numpy's vectorised float32 loops beats
+            # expit's one scalar pass on large arrays (2.3x at 16,000 entries). e^(-z)
+            # overflows to inf for z < -88.7, where 1 / (1 + inf) = 0 is the right value.
+            with np.errstate(over="ignore"):
+                np.negative(z, out=out)
+                np.exp(out, out=out)
+            out += 1.0
+            return np.reciprocal(out, out=out)
         # scipy's expit is a single ufunc pass, exact to rounding, and never overflows
-        # (1 / (1 + exp(-z)) overflows exp for z < -709 in float64, -88 in float32).
         return expit(z, out=out)
 
     def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
