@@ -88,12 +88,17 @@ def test_training_steps_allocate_nothing_that_scales(sizes, act, cost, dtype):
     grew, peak_one = steady_state_growth(net, 1, steps=200)
     # a leak of even 5 bytes a step would show over the 200 steps
     assert grew < 1024, f"memory grew by {grew} bytes over 200 steps"
-    peaks = {b: steady_state_growth(net, b, steps=20)[1] for b in (2048, 8192)}
+    # two batch sizes on each BLAS path: scipy's (small steps) and numpy's (large)
+    pairs = [(4096, 6144), (8192, 32768)]
+    assert [is_small(b * max(w.size for w in net.weights)) for b, _ in pairs] == [True, False]
+    peaks = {b: steady_state_growth(net, b, steps=20)[1] for pair in pairs for b in pair}
     # Nothing grows with the batch: a step holds Python's small objects (array views,
-    # floats) and at most numpy's fixed iteration buffer (8192 elements, for a cast or
-    # a broadcast), never a batch-sized array; one (8192, 16) array would be 512 KB.
+    # floats, the addresses handed to cblas) and at most numpy's fixed iteration buffer (8192
+    # elements, for a cast or a broadcast), never a batch-sized array; one (8192, 16)
+    # array would be 512 KB.
     itemsize = np.dtype(dtype).itemsize
-    assert abs(peaks[8192] - peaks[2048]) < 2048, peaks
+    for small, large in pairs:
+        assert abs(peaks[large] - peaks[small]) < 2048, peaks
     assert max(peaks.values()) < BUFFER * itemsize + 8192 < 8192 * 16 * itemsize, peaks
     assert peak_one < 8192
 
@@ -167,16 +172,31 @@ def test_fused_sgd_update_equals_gradient_then_step(sizes, act, cost, dtype):
             np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
 
 
+def numpy_blas_without_direct_gemm(dtype, monkeypatch):
+    """A NumpyBlas that takes the np.dot fallback, as on a numpy built with another BLAS."""
+    with monkeypatch.context() as patch:
+        patch.setenv("DELTAFLOW_NO_DIRECT_BLAS", "1")
+        blas = NumpyBlas(dtype)
+    assert not blas.native_alpha_beta
+    return blas
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m", [1, 3, 40])
-def test_both_blas_back_ends_compute_the_same_products(dtype, m):
+def test_both_blas_back_ends_compute_the_same_products(dtype, m, monkeypatch):
     rng = np.random.default_rng(m)
     k, n = 17, 6
     A = rng.standard_normal((m, k)).astype(dtype)
     B = rng.standard_normal((k, n)).astype(dtype)
     D = rng.standard_normal((m, n)).astype(dtype)
+    bias = rng.standard_normal(n).astype(dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
-    for blas in (ScipyBlas.of(dtype), NumpyBlas(dtype)):
+    fallback = numpy_blas_without_direct_gemm(dtype, monkeypatch)
+    monkeypatch.setattr("deltaflow._blas.DIRECT_MIN", 1)  # cblas even for these small arrays
+    for blas in (ScipyBlas.of(dtype), NumpyBlas(dtype), fallback):
+        z = np.full((m, n), np.nan, dtype=dtype)
+        blas.affine(A, B, bias, out=z, scratch=np.empty_like(z))
+        np.testing.assert_allclose(z, A @ B + bias, **tol)
         out = np.full((m, n), np.nan, dtype=dtype)  # old contents must not leak (beta = 0)
         blas.matmul(A, B, out=out)
         np.testing.assert_allclose(out, A @ B, **tol)
@@ -195,6 +215,40 @@ def test_both_blas_back_ends_compute_the_same_products(dtype, m):
         b = np.ones(n, dtype=dtype)
         blas.column_sums(D, np.ones(m, dtype=dtype), out=b, alpha=-2.0, beta=1.0)
         np.testing.assert_allclose(b, 1 - 2 * D.sum(axis=0), **tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
+    """numpy's wheels bundle an ILP64 OpenBLAS; its cblas gemm gives alpha and beta."""
+    from deltaflow._blas import DIRECT_MIN, _numpy_blas_paths
+
+    if not _numpy_blas_paths():
+        pytest.skip("this numpy does not bundle OpenBLAS (the np.dot fallback is used)")
+    blas = NumpyBlas(dtype)
+    assert blas.native_alpha_beta
+    calls = []
+    gemm = blas._gemm
+    blas._gemm = lambda *args: (calls.append(args[3:6]), gemm(*args))
+    rng = np.random.default_rng(0)
+    k, n = 300, DIRECT_MIN // 300 + 1  # a weight matrix just over the threshold
+    A = rng.standard_normal((9, k)).astype(dtype)
+    D = rng.standard_normal((9, n)).astype(dtype)
+    theta = rng.standard_normal((k, n)).astype(dtype)
+    want = 0.5 * theta - 2.0 * A.T @ D
+    blas.matmul_at(A, D, out=theta, alpha=-2.0, beta=0.5)
+    assert calls == [(k, n, 9)]
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(theta, want, **tol)
+    # arrays cblas cannot take as they are go through np.dot, with the same result
+    z = np.empty((k, n), dtype=dtype)
+    square = np.asfortranarray(A.T @ A)
+    blas.affine(square, theta, np.ones(n, dtype=dtype), out=z)
+    assert len(calls) == 1
+    np.testing.assert_allclose(z, square @ theta + 1, **tol)
+    # and small results through np.dot, where the call through ctypes would cost more
+    small = np.zeros((9, 3), dtype=dtype)
+    blas.matmul_at(D[:, :9].copy(), theta[:9, :3].copy(), out=small, alpha=2.0, beta=1.0)
+    assert len(calls) == 1
 
 
 def test_an_activation_without_scratch_still_trains():
