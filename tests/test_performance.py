@@ -251,6 +251,33 @@ def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m", [1, 7, 300])  # gemv rows, gemm rows, numpy's BLAS
+@pytest.mark.parametrize("sizes, act, cost", NETS)
+def test_bound_sgd_step_is_the_plain_step_bit_for_bit(sizes, act, cost, dtype, m):
+    sizes = [sizes[0] * 30, *sizes[1:]] if m == 300 else sizes  # wide enough to be large
+    rng = np.random.default_rng(m)
+    nets = [Network(sizes, act, cost, dtype=dtype, seed=3) for _ in range(2)]
+    wss = [backprop.Workspace(net, m, gradients=False) for net in nets]
+    assert (wss[0].blas.name == "numpy") == (m == 300)
+    Y = np.empty((m, sizes[-1]), dtype=dtype)
+    bound = backprop.SgdStep(nets[1], wss[1], Y, 0.3, weight_decay=0.01)
+    for _ in range(3):
+        X = rng.random((m, sizes[0])).astype(dtype)
+        Y[...] = np.eye(sizes[-1], dtype=dtype)[rng.integers(0, sizes[-1], m)]
+        for ws in wss:
+            ws.a[0][...] = X
+        backprop.forward(nets[0], wss[0])
+        c = backprop.cost(nets[0], wss[0], Y)
+        backprop.backward(nets[0], wss[0], Y, weight_decay=0.01, sgd_rate=0.3)
+        a_L = bound.forward()
+        assert bound.cost() == c
+        bound.backward()
+        np.testing.assert_array_equal(a_L, wss[0].a[-1])
+        for p, q in zip(nets[0].weights + nets[0].biases, nets[1].weights + nets[1].biases):
+            np.testing.assert_array_equal(p, q)
+
+
 def test_an_activation_without_scratch_still_trains():
     """The plain two-argument protocol works: the engine passes scratch only if asked."""
 

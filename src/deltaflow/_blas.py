@@ -38,6 +38,7 @@ be C-contiguous and of the routine's dtype (:func:`writable_in_place` checks par
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -172,6 +173,53 @@ class ScipyBlas:
         """
         self.gemv(alpha, A.T, ones, beta, out, 0, 1, 0, 1, 0, 1)
 
+    def ops(self, name: str, *args: Any) -> list[Callable[[], Any]]:
+        """The calls that ``getattr(self, name)(*args)`` makes, bound to their arrays.
+
+        Running them in order does exactly what the method does (the same routines on
+        the same arguments). A training step made of bound calls (see
+        :class:`deltaflow.backprop.SgdStep`) skips the method dispatch, the transposed
+        views and the shape tests each call would otherwise redo: some 15 of the
+        130 microseconds of a 784-30-10 step at batch 32.
+        """
+        return list(getattr(self, "_ops_" + name)(*args))
+
+    def _ops_affine(
+        self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
+    ) -> tuple[Callable[[], Any], ...]:
+        fill = functools.partial(np.copyto, out, b)
+        if A.shape[0] == 1:
+            return fill, functools.partial(self.gemv, 1.0, B.T, A[0], 1.0, out[0], 0, 1, 0, 1, 0, 1)
+        return fill, functools.partial(self.gemm, 1.0, B.T, A.T, 1.0, out.T, 0, 0, 1)
+
+    def _ops_matmul_bt(
+        self, A: np.ndarray, B: np.ndarray, out: np.ndarray
+    ) -> tuple[Callable[[], Any], ...]:
+        if A.shape[0] == 1:
+            return (functools.partial(self.gemv, 1.0, B.T, A[0], 0.0, out[0], 0, 1, 0, 1, 1, 1),)
+        return (functools.partial(self.gemm, 1.0, B.T, A.T, 0.0, out.T, 1, 0, 1),)
+
+    def _ops_matmul_at(
+        self,
+        A: np.ndarray,
+        B: np.ndarray,
+        out: np.ndarray,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+        scratch: Any = None,
+    ) -> tuple[Callable[[], Any], ...]:
+        return (functools.partial(self.gemm, alpha, B.T, A.T, beta, out.T, 0, 1, 1),)
+
+    def _ops_column_sums(
+        self,
+        A: np.ndarray,
+        ones: np.ndarray,
+        out: np.ndarray,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+    ) -> tuple[Callable[[], Any], ...]:
+        return (functools.partial(self.gemv, alpha, A.T, ones, beta, out, 0, 1, 0, 1, 0, 1),)
+
 
 class NumpyBlas:
     """The same products through numpy's BLAS; one instance per workspace.
@@ -205,6 +253,13 @@ class NumpyBlas:
             return False
         dt = self.dtype
         return all(a.dtype == dt and a.flags.c_contiguous and a.size > 0 for a in (A, B, out))
+
+    def ops(self, name: str, *args: Any) -> list[Callable[[], Any]]:
+        """``getattr(self, name)(*args)`` as one bound call (see :meth:`ScipyBlas.ops`).
+
+        The steps that take this BLAS are long enough for the call overhead not to matter.
+        """
+        return [functools.partial(getattr(self, name), *args)]
 
     def _row_major_gemm(
         self,

@@ -39,7 +39,7 @@ from .activations import accepts_scratch
 if TYPE_CHECKING:
     from .network import Network
 
-__all__ = ["Workspace", "backward", "blas_threads", "cost", "forward"]
+__all__ = ["SgdStep", "Workspace", "backward", "blas_threads", "cost", "forward"]
 
 
 class Workspace:
@@ -261,3 +261,78 @@ def backward(
             blas.column_sums(delta[l], ws.ones, out=b, alpha=-sgd_rate, beta=1.0)
         if l > 1:
             ws.g_backprop[l - 1](a[l - 1], delta[l - 1])
+
+
+class SgdStep:
+    """One plain-SGD training step on a workspace, its calls bound to their arrays once.
+
+    The step :func:`forward`, :func:`cost` and :func:`backward` with ``sgd_rate`` take,
+    the same calls in the same order on the same arrays (so the same numbers, bit for
+    bit), listed when the step is made instead of worked out again on every batch:
+    at small batches the Python around the calls (method dispatch, transposed views,
+    keyword arguments, shape tests) costs as much as the elementwise arithmetic.
+    ``fit`` makes one per batch size and epoch (the learning rate is bound in).
+
+    The workspace's ``a[0]`` and ``Y`` must be filled in place before each step; the
+    parameters are updated in place, so ``net.weights`` and ``net.biases`` must stay the
+    same arrays while the step is used.
+
+    Parameters
+    ----------
+    net : Network
+    ws : Workspace
+        Made with ``gradients=False`` or not; the gradients are not used.
+    Y : ndarray of shape (ws.m, S[L])
+        The buffer the batch's targets are gathered into.
+    learning_rate : float
+        ``alpha``.
+    weight_decay : float, default 0
+        ``lambda``, as in :func:`backward`.
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        ws: Workspace,
+        Y: np.ndarray,
+        learning_rate: float,
+        weight_decay: float = 0.0,
+    ) -> None:
+        a, delta, blas = ws.a, ws.delta, ws.blas
+        L, m = len(net.weights), ws.m
+        calls: list[Callable[[], Any]] = []
+        for l, (theta, b) in enumerate(zip(net.weights, net.biases), start=1):
+            calls += blas.ops("affine", a[l - 1], theta, b, a[l], ws.scratch[l])
+            calls.append(functools.partial(ws.g_forward[l], a[l], a[l]))
+        self._forward = calls
+        self._cost = functools.partial(ws.loss_value, a[L], Y)
+        out = net.activations[L - 1]
+        calls = [functools.partial(ws.output_delta, a[L], Y, out, delta[L], 1.0 / m)]
+        decay = 1.0 - learning_rate * weight_decay
+        for l in range(L, 0, -1):
+            theta, b = net.weights[l - 1], net.biases[l - 1]
+            if l > 1:
+                calls += blas.ops("matmul_bt", delta[l], theta, delta[l - 1])
+            calls += blas.ops(
+                "matmul_at", a[l - 1], delta[l], theta, -learning_rate, decay, ws.scratch[l]
+            )
+            calls += blas.ops("column_sums", delta[l], ws.ones, b, -learning_rate, 1.0)
+            if l > 1:
+                calls.append(functools.partial(ws.g_backprop[l - 1], a[l - 1], delta[l - 1]))
+        self._backward = calls
+        self.a_L = a[L]
+
+    def forward(self) -> np.ndarray:
+        """The forward sweep from the batch in ``ws.a[0]``; returns ``a[L]``."""
+        for call in self._forward:
+            call()
+        return self.a_L
+
+    def cost(self) -> float:
+        """The batch's cost ``C`` after :meth:`forward`."""
+        return float(self._cost())
+
+    def backward(self) -> None:
+        """The dynamic programme with the SGD update, after :meth:`forward`."""
+        for call in self._backward:
+            call()

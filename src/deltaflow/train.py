@@ -390,6 +390,8 @@ def fit(
             np.copyto(s, p)
         total, hits = 0.0, 0
         norms: list[list[float]] | None = [] if track_delta_norms else None
+        # plain SGD on unweighted batches: each batch size's step bound once per epoch
+        steps: dict[int, backprop.SgdStep] | None = {} if fused and W is None else None
         for batch, start in enumerate(_batch_starts(m, bs, threads)):
             # one step: gather the batch into the workspace, forward, cost, backward and
             # update, all in preallocated buffers (mode="clip" lets take write straight
@@ -400,9 +402,18 @@ def fit(
             X.take(idx, axis=0, out=view.a[0], mode="clip")
             Yb = Ybuf[:n]
             Yenc.take(idx, axis=0, out=Yb, mode="clip")
-            a_L = backprop.forward(net, view)
+            step = None
+            if steps is not None:
+                step = steps.get(n)
+                if step is None:
+                    step = steps[n] = backprop.SgdStep(net, view, Yb, lr, weight_decay)
             Wb = None if W is None or Wbuf is None else W.take(idx, out=Wbuf[:n], mode="clip")
-            c = backprop.cost(net, view, Yb, Wb)
+            if step is not None:
+                a_L = step.forward()
+                c = step.cost()
+            else:
+                a_L = backprop.forward(net, view)
+                c = backprop.cost(net, view, Yb, Wb)
             if not math.isfinite(c):
                 for p, s in zip(params, snapshot):
                     p[...] = s
@@ -413,7 +424,10 @@ def fit(
             total += c * (n if Wb is None else float(Wb.sum()))
             if pred is not None:
                 _predict_into(a_L, pred[start : start + n])
-            if fused:
+            if step is not None:
+                step.backward()
+                opt.count_step()
+            elif fused:
                 backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay, sgd_rate=lr)
                 opt.count_step()
             else:
