@@ -253,12 +253,13 @@ class DeltaflowSteps(Contender):
         self.Y, _ = net.encode_targets(y, X.shape[0])
         self.ws = backprop.Workspace(net, cfg.batch, gradients=False)
         self.Ybuf = np.empty((cfg.batch, self.Y.shape[1]), dtype=net.dtype)
+        self.step = backprop.SgdStep(net, self.ws, self.Ybuf, LEARNING_RATE)  # as fit makes it
         self.order = np.arange(X.shape[0])
         self.rng = np.random.default_rng(0)
         self.threads = backprop.blas_threads(net, cfg.batch)
 
     def run(self, n: int) -> tuple[int, float]:
-        net, ws, bs, X, Y = self.net, self.ws, self.cfg.batch, self.X, self.Y
+        ws, step, bs, X, Y = self.ws, self.step, self.cfg.batch, self.X, self.Y
         restore = cap_threads(self.threads) if self.threads else None  # as fit does
         t0 = time.perf_counter()
         done = 0
@@ -268,9 +269,9 @@ class DeltaflowSteps(Contender):
                 idx = self.order[start : start + bs]
                 X.take(idx, axis=0, out=ws.a[0], mode="clip")
                 Y.take(idx, axis=0, out=self.Ybuf, mode="clip")
-                backprop.forward(net, ws)
-                backprop.cost(net, ws, self.Ybuf)
-                backprop.backward(net, ws, self.Ybuf, sgd_rate=LEARNING_RATE)
+                step.forward()
+                step.cost()
+                step.backward()
                 done += bs
         elapsed = time.perf_counter() - t0
         if restore is not None:
