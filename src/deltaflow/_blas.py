@@ -239,7 +239,8 @@ class NumpyBlas:
         self.dtype = np.dtype(dtype)
         self._scratch: dict[tuple[int, ...], np.ndarray] = {}
         self._gemm = _numpy_cblas_gemm(self.dtype)
-        #: alpha and beta cost nothing extra when numpy's cblas_?gemm could be found
+        #: whether numpy's cblas_?gemm was found: alpha and beta then cost nothing extra
+        #: on results of DIRECT_MIN entries or more (below that, np.dot and arithmetic)
         self.native_alpha_beta = self._gemm is not None
 
     def _direct(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> bool:

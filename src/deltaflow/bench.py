@@ -417,7 +417,10 @@ class Limit(Contender):
 
     def _products(self, blas: Any, steps: int, threads: int | None) -> tuple[int, float]:
         a, delta, theta, L = self.a, self.delta, self.theta, len(self.theta)
-        fused = blas.native_alpha_beta
+        # scipy's gemm writes the product into Theta at no extra cost (as the fused SGD
+        # update does); numpy's products go into a gradient buffer, alpha = 1 and beta = 0,
+        # the plain np.dot (numpy's alpha and beta can cost a pass of arithmetic)
+        fused = isinstance(blas, ScipyBlas)
         grad = theta if fused else self.grad
         alpha, beta = (-1e-6, 1.0) if fused else (1.0, 0.0)  # alpha != 0: nothing skipped
         restore = cap_threads(threads) if threads else None
