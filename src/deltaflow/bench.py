@@ -21,8 +21,8 @@ SGD update on the same data, and is timed in samples per second:
 ``limit``
     only the matrix products a step needs, at the step's shapes and dtype: per layer
     ``a[l-1] @ Theta[l]``, ``a[l-1].T @ delta[l]`` and, below the top,
-    ``delta[l] @ Theta[l].T``, on whichever of the two BLAS libraries deltaflow can use
-    is faster for them (see :class:`Limit`). Nothing else: no bias, activation, cost or
+    ``delta[l] @ Theta[l].T``, on whichever of the two BLAS libraries deltaflow can use,
+    on one thread or on all, is fastest for them (see :class:`Limit`). Nothing else: no bias, activation, cost or
     gathering. A training step cannot be faster than this.
 
 The contenders of one configuration take turns (the order rotates every round, with a
@@ -389,10 +389,13 @@ class Sklearn(Contender):
 class Limit(Contender):
     """Only the BLAS products of a step, at its shapes and dtype, on the faster BLAS.
 
-    Each turn runs half its steps on scipy's BLAS (one thread, the weight-gradient
+    Each turn runs a third of its steps on scipy's BLAS (one thread, the weight-gradient
     product written into ``Theta`` with ``alpha`` and ``beta``, as the fused SGD update
-    does) and half on numpy's (its threads, the product into a gradient buffer), and
-    reports the faster: a step cannot beat either, whichever BLAS the engine picked.
+    does), a third on numpy's (its threads, the product into a gradient buffer) and a
+    third on numpy's with one thread, and reports the fastest: a step cannot beat any
+    of them, whichever BLAS and threads the engine picked. (numpy's OpenBLAS on one
+    thread was the fastest for the float32 products of batches of 10 to 128 in some
+    measurements, 2026-11-27.)
     """
 
     name = "limit"
@@ -410,9 +413,15 @@ class Limit(Contender):
         self.delta: list[Any] = [None, *small]
 
     def run(self, n: int) -> tuple[int, float]:
-        steps = max(1, n // self.cfg.batch // 2)
-        rates = [self._products(ScipyBlas.of(self.cfg.dtype), steps, threads=1)]
-        rates.append(self._products(NumpyBlas(self.cfg.dtype), steps, threads=None))
+        steps = max(1, n // self.cfg.batch // 3)
+        dt = self.cfg.dtype
+        rates = [self._products(ScipyBlas.of(dt), steps, threads=1)]
+        rates.append(self._products(NumpyBlas(dt), steps, threads=None))
+        limiter = _thread_limiter(1)  # every BLAS on one thread, numpy's included
+        try:
+            rates.append(self._products(NumpyBlas(dt), steps, threads=None))
+        finally:
+            limiter.restore_original_limits()
         return min(rates, key=lambda r: r[1] / r[0])
 
     def _products(self, blas: Any, steps: int, threads: int | None) -> tuple[int, float]:
