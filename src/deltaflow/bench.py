@@ -22,8 +22,8 @@ SGD update on the same data, and is timed in samples per second:
     only the matrix products a step needs, at the step's shapes and dtype: per layer
     ``a[l-1] @ Theta[l]``, ``a[l-1].T @ delta[l]`` and, below the top,
     ``delta[l] @ Theta[l].T``, on whichever of the two BLAS libraries deltaflow can use,
-    on one thread or on all, is fastest for them (see :class:`Limit`). Nothing else: no bias, activation, cost or
-    gathering. A training step cannot be faster than this.
+    on one thread or on all, is fastest for them (see :class:`Limit`). Nothing else: no
+    bias, activation, cost or gathering. A training step cannot be faster than this.
 
 The contenders of one configuration take turns (the order rotates every round, with a
 short pause between turns so that the previous one's BLAS or OpenMP threads fall
