@@ -177,7 +177,7 @@ def numpy_blas_without_direct_gemm(dtype, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setenv("DELTAFLOW_NO_DIRECT_BLAS", "1")
         blas = NumpyBlas(dtype)
-    assert not blas.native_alpha_beta
+    assert not blas.direct_gemm
     return blas
 
 
@@ -225,7 +225,7 @@ def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
     if not _numpy_blas_paths():
         pytest.skip("this numpy does not bundle OpenBLAS (the np.dot fallback is used)")
     blas = NumpyBlas(dtype)
-    assert blas.native_alpha_beta
+    assert blas.direct_gemm
     calls = []
     gemm = blas._gemm
     blas._gemm = lambda *args: (calls.append(args[3:6]), gemm(*args))

@@ -95,8 +95,6 @@ class ScipyBlas:
     """
 
     name = "scipy"
-    #: alpha and beta cost nothing extra: the update can be folded into the product
-    native_alpha_beta = True
     _shared: dict[np.dtype, ScipyBlas] = {}
 
     @classmethod
@@ -239,9 +237,12 @@ class NumpyBlas:
         self.dtype = np.dtype(dtype)
         self._scratch: dict[tuple[int, ...], np.ndarray] = {}
         self._gemm = _numpy_cblas_gemm(self.dtype)
-        #: whether numpy's cblas_?gemm was found: alpha and beta then cost nothing extra
-        #: on results of DIRECT_MIN entries or more (below that, np.dot and arithmetic)
-        self.native_alpha_beta = self._gemm is not None
+
+    @property
+    def direct_gemm(self) -> bool:
+        """Whether numpy's ``cblas_?gemm`` was found, so that ``alpha`` and ``beta`` cost
+        nothing extra on results of :data:`DIRECT_MIN` entries or more."""
+        return self._gemm is not None
 
     def _direct(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> bool:
         """Whether to call ``cblas_?gemm`` for ``out = ... A ... B``.
