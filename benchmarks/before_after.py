@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("package", type=Path, help="the older checkout's src/deltaflow folder")
     p.add_argument("--quick", action="store_true", help="float32, batch sizes 1, 32, 512")
+    p.add_argument("--batch", help="comma-separated batch sizes (overrides --quick's)")
+    p.add_argument("--dtype", help="comma-separated dtypes (overrides --quick's)")
     p.add_argument("--threads", type=int)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seconds", type=float, default=0.3)
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.CONTENDER_TYPES["before"] = Before
     batches = (1, 32, 512) if args.quick else bench.BATCH_SIZES
     dtypes = ("float32",) if args.quick else bench.DTYPES
+    if args.batch:
+        batches = tuple(int(b) for b in args.batch.split(","))
+    if args.dtype:
+        dtypes = tuple(args.dtype.split(","))
     result = bench.run_grid(
         tuple(bench.ARCHITECTURES.values()),
         batches,

@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
+import functools
 import tracemalloc
 
 import numpy as np
 import pytest
 
 from deltaflow import DivergenceError, Network, backprop
-from deltaflow._blas import NumpyBlas, ScipyBlas, cap_threads, is_small
+from deltaflow._blas import NumpyBlas, ScipyBlas, SmallStepBlas, cap_threads, is_small
 from deltaflow.activations import Sigmoid
 from deltaflow.optimizers import SGD
 
@@ -181,54 +182,94 @@ def numpy_blas_without_direct_gemm(dtype, monkeypatch):
     return blas
 
 
+def run_product(blas, bound: bool, name: str, *args) -> None:
+    """``getattr(blas, name)(*args)``, or the same product as the calls ``ops`` binds."""
+    if bound:
+        for call in blas.ops(name, *args):
+            call()
+    else:
+        getattr(blas, name)(*args)
+
+
+@pytest.mark.parametrize("bound", [False, True], ids=["methods", "bound"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m", [1, 3, 40])
-def test_both_blas_back_ends_compute_the_same_products(dtype, m, monkeypatch):
+def test_every_blas_back_end_computes_the_same_products(dtype, m, bound, monkeypatch):
     rng = np.random.default_rng(m)
     k, n = 17, 6
     A = rng.standard_normal((m, k)).astype(dtype)
     B = rng.standard_normal((k, n)).astype(dtype)
     D = rng.standard_normal((m, n)).astype(dtype)
     bias = rng.standard_normal(n).astype(dtype)
+    ones = np.ones(m, dtype=dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     fallback = numpy_blas_without_direct_gemm(dtype, monkeypatch)
     monkeypatch.setattr("deltaflow._blas.DIRECT_MIN", 1)  # cblas even for these small arrays
-    for blas in (ScipyBlas.of(dtype), NumpyBlas(dtype), fallback):
+    backends = [ScipyBlas.of(dtype), NumpyBlas(dtype), NumpyBlas(dtype, direct_min=0)]
+    backends += [fallback, SmallStepBlas(dtype)]
+    for blas in backends:
+        run = functools.partial(run_product, blas, bound)
         z = np.full((m, n), np.nan, dtype=dtype)
-        blas.affine(A, B, bias, out=z, scratch=np.empty_like(z))
+        run("affine", A, B, bias, z, np.empty_like(z))
         np.testing.assert_allclose(z, A @ B + bias, **tol)
         out = np.full((m, n), np.nan, dtype=dtype)  # old contents must not leak (beta = 0)
         blas.matmul(A, B, out=out)
         np.testing.assert_allclose(out, A @ B, **tol)
         back = np.full((m, k), np.nan, dtype=dtype)
-        blas.matmul_bt(D, B, out=back)
+        run("matmul_bt", D, B, back)
         np.testing.assert_allclose(back, D @ B.T, **tol)
         grad = np.full((k, n), np.nan, dtype=dtype)
-        blas.matmul_at(A, D, out=grad)
+        run("matmul_at", A, D, grad)
         np.testing.assert_allclose(grad, A.T @ D, **tol)
         theta = B.copy()
-        blas.matmul_at(A, D, out=theta, alpha=-0.5, beta=0.9)
+        run("matmul_at", A, D, theta, -0.5, 0.9, np.empty_like(D))
         np.testing.assert_allclose(theta, 0.9 * B - 0.5 * A.T @ D, **tol)
         sums = np.full(n, np.nan, dtype=dtype)
-        blas.column_sums(D, np.ones(m, dtype=dtype), out=sums)
+        run("column_sums", D, ones, sums)
         np.testing.assert_allclose(sums, D.sum(axis=0), **tol)
         b = np.ones(n, dtype=dtype)
-        blas.column_sums(D, np.ones(m, dtype=dtype), out=b, alpha=-2.0, beta=1.0)
+        run("column_sums", D, ones, b, -2.0, 1.0)
         np.testing.assert_allclose(b, 1 - 2 * D.sum(axis=0), **tol)
+
+
+def test_small_steps_send_each_product_to_the_library_that_runs_it_faster(monkeypatch):
+    """numpy's cblas for products of two rows or more and NUMPY_MIN multiply-adds."""
+    from deltaflow._blas import NUMPY_MIN, _numpy_blas_paths
+
+    if not _numpy_blas_paths():
+        pytest.skip("this numpy does not bundle OpenBLAS (scipy's BLAS takes small steps)")
+    net = Network([784, 30, 10], dtype="float32", seed=0)
+    ws = backprop.Workspace(net, 10, gradients=False)
+    blas = ws.blas
+    assert isinstance(blas, SmallStepBlas) and blas.name == "numpy+scipy"
+    theta1, theta2 = net.weights
+    assert 10 * 784 * 30 >= NUMPY_MIN > 10 * 30 * 10
+    assert blas._for("affine", ws.a[0], theta1) is blas.numpy
+    assert blas._for("matmul_at", ws.a[0], ws.delta[1]) is blas.numpy
+    assert blas._for("affine", ws.a[1], theta2) is blas.scipy
+    assert blas._for("matmul_bt", ws.delta[2], theta2) is blas.scipy
+    assert blas._for("column_sums", ws.delta[1], ws.ones) is blas.scipy
+    # a batch of one is all gemv, on scipy's BLAS; so is the view of one row
+    assert blas._for("affine", ws.rows(1).a[0], theta1) is blas.scipy
+    assert isinstance(backprop.Workspace(net, 1).blas, ScipyBlas)
+    # without numpy's cblas, small steps are scipy's alone
+    monkeypatch.setenv("DELTAFLOW_NO_DIRECT_BLAS", "1")
+    monkeypatch.setattr("deltaflow._blas._CBLAS", {})
+    assert isinstance(backprop.Workspace(net, 10).blas, ScipyBlas)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
     """numpy's wheels bundle an ILP64 OpenBLAS; its cblas gemm gives alpha and beta."""
-    from deltaflow._blas import DIRECT_MIN, _numpy_blas_paths
+    from deltaflow._blas import DIRECT_MIN, _Cblas, _numpy_blas_paths
 
     if not _numpy_blas_paths():
         pytest.skip("this numpy does not bundle OpenBLAS (the np.dot fallback is used)")
     blas = NumpyBlas(dtype)
     assert blas.direct_gemm
     calls = []
-    gemm = blas._gemm
-    blas._gemm = lambda *args: (calls.append(args[3:6]), gemm(*args))
+    cblas = blas._cblas
+    blas._cblas = _Cblas(lambda *args: (calls.append(args[3:6]), cblas.gemm(*args)), cblas.gemv)
     rng = np.random.default_rng(0)
     k, n = 300, DIRECT_MIN // 300 + 1  # a weight matrix just over the threshold
     A = rng.standard_normal((9, k)).astype(dtype)
@@ -252,14 +293,20 @@ def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("m", [1, 7, 300])  # gemv rows, gemm rows, numpy's BLAS
+# scipy's gemv (one row); scipy's gemm (7 rows); numpy's cblas and scipy's gemm (40 rows
+# of 60 inputs: a small step whose first layer goes to numpy); numpy's BLAS (large)
+@pytest.mark.parametrize("m", [1, 7, 40, 300])
 @pytest.mark.parametrize("sizes, act, cost", NETS)
 def test_bound_sgd_step_is_the_plain_step_bit_for_bit(sizes, act, cost, dtype, m):
-    sizes = [sizes[0] * 30, *sizes[1:]] if m == 300 else sizes  # wide enough to be large
+    width = {40: 3, 300: 30}.get(m, 1)
+    sizes = [sizes[0] * width, *sizes[1:]]
     rng = np.random.default_rng(m)
     nets = [Network(sizes, act, cost, dtype=dtype, seed=3) for _ in range(2)]
     wss = [backprop.Workspace(net, m, gradients=False) for net in nets]
-    assert (wss[0].blas.name == "numpy") == (m == 300)
+    names = {1: "scipy", 7: "numpy+scipy", 40: "numpy+scipy", 300: "numpy"}
+    if not NumpyBlas(dtype).direct_gemm:  # a numpy without cblas: scipy takes small steps
+        names.update({7: "scipy", 40: "scipy"})
+    assert wss[0].blas.name == names[m]
     Y = np.empty((m, sizes[-1]), dtype=dtype)
     bound = backprop.SgdStep(nets[1], wss[1], Y, 0.3, weight_decay=0.01)
     for _ in range(3):
@@ -300,7 +347,8 @@ def test_an_activation_without_scratch_still_trains():
         np.testing.assert_allclose(p, q, rtol=1e-12)
 
 
-def scipy_blas_threads() -> list[int]:
+def blas_threads_now() -> list[int]:
+    """The threads of scipy's and numpy's BLAS, which small steps cap to one."""
     from deltaflow._blas import _controllers
 
     return [c.get_num_threads() for c in _controllers()]
@@ -308,20 +356,20 @@ def scipy_blas_threads() -> list[int]:
 
 def test_thread_cap_is_undone_when_fit_ends_or_fails():
     pytest.importorskip("threadpoolctl")
-    before = scipy_blas_threads()
+    before = blas_threads_now()
     net = Network([8, 5, 2], seed=0)
     X = np.random.default_rng(0).random((40, 8))
     net.fit(X, np.arange(40) % 2, epochs=2, batch_size=4)
-    assert scipy_blas_threads() == before
+    assert blas_threads_now() == before
     with pytest.raises(DivergenceError):
         Network([8, 5, 2], "relu", "squared_error", seed=0).fit(
             X * 1e30, X[:, :2] * 1e30, epochs=2, batch_size=4, learning_rate=1e10
         )
-    assert scipy_blas_threads() == before
+    assert blas_threads_now() == before
     restore = cap_threads(1)
-    assert all(t == 1 for t in scipy_blas_threads())
+    assert all(t == 1 for t in blas_threads_now())
     restore()
-    assert scipy_blas_threads() == before
+    assert blas_threads_now() == before
 
 
 def test_bench_command_runs_a_tiny_grid_and_writes_json(tmp_path, capsys):

@@ -1,38 +1,48 @@
-"""The matrix products of the engine: one BLAS per training loop, on C-ordered arrays.
+"""The matrix products of the engine, on C-ordered arrays, through numpy's or scipy's BLAS.
 
 numpy and scipy each ship their own OpenBLAS, with its own pool of threads, and each
-suits one kind of step best:
+suits some products best. A workspace takes one of three back ends (:func:`blas_for`),
+and every matrix product of its forward sweep, backward dynamic programme and update
+goes through it:
 
-* **Small steps** (a batch of a few rows, or a narrow network): scipy's BLAS, called
-  through ``scipy.linalg.blas``, on one thread (:func:`cap_threads`). Its wrappers cost
-  about 1 microsecond a call against 2 for ``np.dot``, they take ``alpha`` and ``beta``
+* **A batch of one row**, on :class:`ScipyBlas` and one thread (:func:`cap_threads`):
+  every product is a matrix-vector product (``gemv``; ``gemm`` with one column is
+  several times slower), and scipy's wrappers cost about 0.5 us a call against 1 us for
+  a call through ctypes and 1.5 for ``np.dot``. They take ``alpha`` and ``beta``
   (``C := alpha A B + beta C``), which lets the SGD update be written straight into
   ``Theta`` as its gradient is formed (``alpha = -learning_rate``, ``beta = 1`` or
   ``1 - learning_rate * weight_decay``: no gradient buffer and two fewer passes over the
-  weights), and a batch of one row gets the matrix-vector routine ``gemv`` (``gemm``
-  with one column is several times slower).
-* **Large steps**: numpy's BLAS, with its threads. The products dominate there and
-  numpy's OpenBLAS (0.3.31 against scipy's 0.3.30 at the time of writing) does the
-  weight-gradient product ``a.T @ delta`` up to a third faster. ``np.dot`` (with
-  ``out=``) has no ``alpha`` or ``beta``, so the two products that want them, the
-  forward ``a @ Theta + b`` and the weight gradient applied in place, call the same
-  library's ``cblas_?gemm`` through ctypes (the engine steps of 784-256-256-10 ran
-  5-17% faster for it at batch sizes 32 to 2048, medians of five interleaved turns,
-  2026-11-27); where numpy brings another BLAS they fall back to ``np.dot`` and a pass
-  of numpy arithmetic.
+  weights).
+* **Other small steps** (a few rows, or a narrow network), on :class:`SmallStepBlas`
+  and one thread: numpy's OpenBLAS (0.3.31 at the time of writing) computes the forward
+  and backward products of a few rows 1.5-3x faster than scipy's (0.3.30), and scipy's
+  wrappers are quicker to call for the tiny ones, so each product goes to the library
+  that runs it faster. numpy's is called through its own ``cblas_?gemm`` and
+  ``cblas_?gemv`` (ctypes), which take ``alpha`` and ``beta`` as scipy's do.
+* **Large steps**, on :class:`NumpyBlas` with numpy's threads: the products dominate,
+  and numpy's OpenBLAS also does the weight-gradient product ``a.T @ delta`` up to a
+  third faster. The products that want ``alpha`` or ``beta`` (the forward ``a @ Theta +
+  b`` and the weight gradient applied in place) call its cblas when the result is large
+  enough (:data:`DIRECT_MIN`), the rest ``np.dot``.
 
-A workspace picks one of the two (:func:`blas_for`) and every matrix product of its
-forward sweep, backward dynamic programme and update goes through it: alternating the
-two libraries within a loop makes their thread pools fight over the cores (measured 14x
-slower with two threads each). (The cost's single dot product is numpy's ``np.vdot``;
-on a small step it has too few entries for OpenBLAS to wake a thread.)
+Where numpy brings another BLAS than the OpenBLAS of its wheels, its cblas is not
+called: small steps are scipy's alone, and large ones use ``np.dot`` and a pass of numpy
+arithmetic for ``alpha`` and ``beta``.
+
+Two libraries with a pool of threads each fight over the cores when their products
+alternate in a loop (measured 14x slower with two threads each). Large steps use numpy's
+alone; small steps run with both capped to one thread, as ``fit`` and the benchmark run
+them, and the products they leave to scipy are below the sizes at which OpenBLAS wakes a
+second thread in any case. (The cost's single dot product is numpy's ``np.vdot``; on a
+small step it has too few entries for OpenBLAS to wake a thread.)
 
 BLAS is column-major (Fortran order); deltaflow's arrays are row-major (C order). The
-transpose of a C-ordered matrix is a Fortran-ordered view of the same memory, so the
-calls below pass ``A.T`` views and ask for the product's transpose: nothing is copied.
-scipy's wrappers are called with positional arguments (keyword parsing costs more than
-the product at batch size 1) and write in place into their ``out`` argument, which must
-be C-contiguous and of the routine's dtype (:func:`writable_in_place` checks parameters).
+transpose of a C-ordered matrix is a Fortran-ordered view of the same memory, so scipy's
+routines get ``A.T`` views and compute the product's transpose, and numpy's cblas is told
+the arrays are row-major: nothing is copied. scipy's wrappers are called with positional
+arguments (keyword parsing costs more than the product at batch size 1) and write in
+place into their ``out`` argument, which must be C-contiguous and of the routine's dtype
+(:func:`writable_in_place` checks parameters).
 """
 
 from __future__ import annotations
@@ -40,8 +50,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.linalg import blas as _scipy_blas
@@ -49,8 +60,10 @@ from scipy.linalg import blas as _scipy_blas
 __all__ = [
     "DIRECT_MIN",
     "SMALL_PRODUCT",
+    "NUMPY_MIN",
     "NumpyBlas",
     "ScipyBlas",
+    "SmallStepBlas",
     "blas_for",
     "cap_threads",
     "is_small",
@@ -62,14 +75,16 @@ __all__ = [
 #: a 2-core AMD EPYC (2026-11-27, engine steps, medians of 5 interleaved turns, three
 #: runs): 784-256-256-10 at batch 10 (2.0 M) ran 1.15-1.7x faster on scipy's BLAS and one
 #: thread than on numpy's and two; 784-30-10 at batch 128 (3.0 M) and 784-256-256-10 at
-#: batch 32 (6.4 M) were as fast or faster on numpy's.
+#: batch 32 (6.4 M) were as fast or faster on numpy's. (With :class:`SmallStepBlas` on
+#: one thread against numpy's on two, 2026-11-28, the same configurations came out either
+#: way in repeated runs, 0.86-1.35x, as the other core was free or not; left as it was.)
 SMALL_PRODUCT = 2**21
 
 
-#: numpy's ``cblas_?gemm`` is called directly (for its ``alpha`` and ``beta``) only when
-#: the result has at least this many entries. The call through ctypes costs some 12 us
-#: more than ``np.dot`` (measured 2026-11-27: 24 against 9 us for a 128 x 30 x 10
-#: product), and what it saves is a pass over the result, about a nanosecond an entry.
+#: on large steps, numpy's cblas is called directly (for its ``alpha`` and ``beta``) only
+#: when the result has at least this many entries. An unbound call costs some 5 us more
+#: than ``np.dot`` (checking the arrays and converting the arguments; measured
+#: 2026-11-28), and what it saves is a pass over the result, about a nanosecond an entry.
 DIRECT_MIN = 2**15
 
 
@@ -78,11 +93,23 @@ def is_small(largest_product: int) -> bool:
     return largest_product < SMALL_PRODUCT
 
 
-def blas_for(dtype: Any, largest_product: int) -> ScipyBlas | NumpyBlas:
-    """The BLAS for a step of one dtype whose largest product has this many multiply-adds."""
-    if is_small(largest_product):
-        return ScipyBlas.of(dtype)
-    return NumpyBlas(dtype)
+def blas_for(dtype: Any, largest_product: int, rows: int = 2) -> Blas:
+    """The BLAS for a step of ``rows`` examples whose largest product has this many
+    multiply-adds.
+
+    * A small step of one row: scipy's (each product a ``gemv`` whose wrapper costs
+      less to call than a call through ctypes).
+    * A small step of more rows: :class:`SmallStepBlas`, each product on the library
+      that runs it faster; scipy's alone if numpy's cblas is not found.
+    * A large step: numpy's, with its threads.
+    """
+    if not is_small(largest_product):
+        return NumpyBlas(dtype)
+    if rows > 1:
+        blas = SmallStepBlas(dtype)
+        if blas.numpy.direct_gemm:
+            return blas
+    return ScipyBlas.of(dtype)
 
 
 class ScipyBlas:
@@ -223,69 +250,63 @@ class NumpyBlas:
     """The same products through numpy's BLAS; one instance per workspace.
 
     ``np.dot`` has no ``alpha`` or ``beta``. Where they are asked for (the bias added by
-    the forward product, the SGD update folded into the weight gradient), numpy's own
-    OpenBLAS is called directly: its ``cblas_?gemm`` is found with ctypes in the library
-    numpy loaded (:func:`_numpy_cblas_gemm`). That is the same library and thread pool
-    as ``np.dot``, so nothing fights. Where it cannot be found (a numpy built against
-    another BLAS) the product goes into a scratch array of ``out``'s shape (made on first
-    use) and is added from there: one or two passes more, the same result.
+    the forward product, the SGD update folded into the weight gradient and the bias),
+    numpy's own OpenBLAS is called directly: its ``cblas_?gemm`` and ``cblas_?gemv`` are
+    found with ctypes in the library numpy loaded (:func:`_numpy_cblas`). That is the
+    same library and thread pool as ``np.dot``, so nothing fights. Where they cannot be
+    found (a numpy built against another BLAS) the product goes into a scratch array of
+    ``out``'s shape (made on first use) and is added from there: one or two passes
+    more, the same result.
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        float32 or float64.
+    direct_min : int, default DIRECT_MIN
+        Results with fewer entries than this skip the direct call in the methods and in
+        :meth:`ops` alike (so both make the same calls): the call through ctypes costs
+        some microseconds that a pass over a small result does not. Small steps, whose
+        calls are bound once (:meth:`ops`, about 1 us a call), take 0.
     """
 
     name = "numpy"
 
-    def __init__(self, dtype: Any) -> None:
+    def __init__(self, dtype: Any, direct_min: int = DIRECT_MIN) -> None:
         self.dtype = np.dtype(dtype)
+        self.direct_min = direct_min
         self._scratch: dict[tuple[int, ...], np.ndarray] = {}
-        self._gemm = _numpy_cblas_gemm(self.dtype)
+        self._cblas = _numpy_cblas(self.dtype)
 
     @property
     def direct_gemm(self) -> bool:
-        """Whether numpy's ``cblas_?gemm`` was found, so that ``alpha`` and ``beta`` cost
-        nothing extra on results of :data:`DIRECT_MIN` entries or more."""
-        return self._gemm is not None
+        """Whether numpy's ``cblas_?gemm`` and ``cblas_?gemv`` were found, so that
+        ``alpha`` and ``beta`` cost nothing extra on results of ``direct_min`` entries
+        or more."""
+        return self._cblas is not None
 
-    def _direct(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> bool:
-        """Whether to call ``cblas_?gemm`` for ``out = ... A ... B``.
+    def _direct(self, out: np.ndarray, *arrays: np.ndarray) -> bool:
+        """Whether to call cblas for ``out = ... arrays ...``.
 
         Only when it can take the arrays as they are (C-ordered, of its dtype) and
         ``out`` is large enough for the pass of numpy arithmetic it saves to outweigh
         the call through ctypes (see :data:`DIRECT_MIN`).
         """
-        if self._gemm is None or out.size < DIRECT_MIN or not out.flags.writeable:
+        if self._cblas is None or out.size < self.direct_min or not out.flags.writeable:
             return False
         dt = self.dtype
-        return all(a.dtype == dt and a.flags.c_contiguous and a.size > 0 for a in (A, B, out))
+        for a in (out, *arrays):
+            if a.dtype != dt or not a.size or not a.flags.c_contiguous:
+                return False
+        return True
 
     def ops(self, name: str, *args: Any) -> list[Callable[[], Any]]:
-        """``getattr(self, name)(*args)`` as one bound call (see :meth:`ScipyBlas.ops`).
+        """The calls that ``getattr(self, name)(*args)`` makes, bound to their arrays.
 
-        The steps that take this BLAS are long enough for the call overhead not to matter.
+        As :meth:`ScipyBlas.ops`: the same routines on the same arguments. A call into
+        cblas is bound with its arguments already converted to C types (about 1 us a
+        call against 3 to 4 us when they are converted on every call).
         """
-        return [functools.partial(getattr(self, name), *args)]
-
-    def _row_major_gemm(
-        self,
-        transpose_a: bool,
-        alpha: float,
-        A: np.ndarray,
-        B: np.ndarray,
-        beta: float,
-        out: np.ndarray,
-    ) -> None:
-        """``out = alpha op(A) @ B + beta out``, ``op(A)`` being ``A`` or ``A.T``.
-
-        All three are C-ordered (see :meth:`_direct`), so each leading dimension is
-        its array's row length.
-        """
-        (m, n), k = out.shape, B.shape[0]
-        trans = _TRANS if transpose_a else _NO_TRANS
-        # the data addresses: __array_interface__ is quicker than .ctypes (1.6 against
-        # 2.5 us) and leaves no reference cycles behind for the garbage collector
-        A_ptr = A.__array_interface__["data"][0]
-        B_ptr = B.__array_interface__["data"][0]
-        out_ptr = out.__array_interface__["data"][0]
-        self._gemm(_ROW_MAJOR, trans, _NO_TRANS, m, n, k, alpha, A_ptr, A.shape[1], B_ptr, n,
-                   beta, out_ptr, n)  # fmt: skip
+        return list(getattr(self, "_ops_" + name)(*args))
 
     def _buffer(self, shape: tuple[int, ...]) -> np.ndarray:
         buf = self._scratch.get(shape)
@@ -301,12 +322,15 @@ class NumpyBlas:
     ) -> None:
         """``out = A @ B + b``; ``scratch`` (``out``'s shape) holds the rows of ``b``.
 
-        With ``cblas_?gemm``: ``b`` copied into the rows, then the product added with
+        With cblas: ``b`` copied into the rows, then the product added with
         ``beta = 1``, as :meth:`ScipyBlas.affine` does.
         """
-        if self._direct(A, B, out):
+        if self._direct(out, A, B):
             np.copyto(out, b)
-            self._row_major_gemm(False, 1.0, A, B, 1.0, out)
+            if A.shape[0] == 1:  # out[0] = B.T @ A[0] + out[0]
+                self._cblas.gemv(*_gemv_args(1.0, B, A, 1.0, out))  # type: ignore[union-attr]
+            else:
+                self._cblas.gemm(*_gemm_args(False, 1.0, A, B, 1.0, out))  # type: ignore[union-attr]
             return
         np.dot(A, B, out=out)
         if scratch is None:
@@ -329,21 +353,21 @@ class NumpyBlas:
     ) -> None:
         """``out = alpha A.T @ B + beta out``; ``scratch`` (``B``'s shape) may hold ``alpha B``.
 
-        Scaling ``B`` (a batch of deltas) instead of the product saves a pass over
-        ``out`` (a weight matrix) when the batch has fewer rows than ``A`` has columns.
+        Without cblas, scaling ``B`` (a batch of deltas) instead of the product saves a
+        pass over ``out`` (a weight matrix) when the batch has fewer rows than ``A`` has
+        columns.
         """
         if alpha == 1.0 and beta == 0.0:
             np.dot(A.T, B, out=out)
-            return
-        if self._direct(A, B, out):  # out = alpha A^T B + beta out
-            self._row_major_gemm(True, alpha, A, B, beta, out)
-            return
-        if scratch is not None and B.shape[0] < A.shape[1]:
-            B = np.multiply(B, alpha, out=scratch)
-            alpha = 1.0
-        product = self._buffer(out.shape)
-        np.dot(A.T, B, out=product)
-        _accumulate(out, product, alpha, beta)
+        elif self._direct(out, A, B):  # out = alpha A^T B + beta out
+            self._cblas.gemm(*_gemm_args(True, alpha, A, B, beta, out))  # type: ignore[union-attr]
+        else:
+            if scratch is not None and B.shape[0] < A.shape[1]:
+                B = np.multiply(B, alpha, out=scratch)
+                alpha = 1.0
+            product = self._buffer(out.shape)
+            np.dot(A.T, B, out=product)
+            _accumulate(out, product, alpha, beta)
 
     def column_sums(
         self,
@@ -353,26 +377,260 @@ class NumpyBlas:
         alpha: float = 1.0,
         beta: float = 0.0,
     ) -> None:
-        # a matrix-vector product (gemv), 3 to 5 times faster than np.add.reduce over
-        # axis 0 at these shapes (measured 2026-11-27: 2.4 against 21 us for 512 x 30)
+        """``out = alpha * (column sums of A) + beta out``, as the product ``A.T @ ones``.
+
+        A matrix-vector product (gemv) is 3 to 5 times faster than ``np.add.reduce``
+        over axis 0 at these shapes (measured 2026-11-27: 2.4 against 21 us for 512 x 30).
+        """
         if alpha == 1.0 and beta == 0.0:
             np.dot(ones, A, out=out)
-            return
+        elif self._direct(out, A, ones):
+            self._cblas.gemv(*_gemv_args(alpha, A, ones, beta, out))  # type: ignore[union-attr]
+        else:
+            sums = self._buffer(out.shape)
+            np.dot(ones, A, out=sums)
+            _accumulate(out, sums, alpha, beta)
+
+    # The calls each method makes, bound to their arrays (for ops): the same decisions.
+    def _ops_affine(
+        self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
+    ) -> tuple[Callable[[], Any], ...]:
+        if self._direct(out, A, B):
+            fill = functools.partial(np.copyto, out, b)
+            if A.shape[0] == 1:
+                return fill, _bind(self._cblas.gemv, _gemv_args(1.0, B, A, 1.0, out), A, B, out)  # type: ignore[union-attr]
+            return fill, _bind(self._cblas.gemm, _gemm_args(False, 1.0, A, B, 1.0, out), A, B, out)  # type: ignore[union-attr]
+        product = functools.partial(np.dot, A, B, out=out)
+        if scratch is None:
+            return product, functools.partial(np.add, out, b, out=out)
+        # a copy and a same-shape add: no broadcasting ufunc, which numpy buffers
+        fill = functools.partial(np.copyto, scratch, b)
+        return product, fill, functools.partial(np.add, out, scratch, out=out)
+
+    def _ops_matmul_bt(
+        self, A: np.ndarray, B: np.ndarray, out: np.ndarray
+    ) -> tuple[Callable[[], Any], ...]:
+        return (functools.partial(np.dot, A, B.T, out=out),)
+
+    def _ops_matmul_at(
+        self,
+        A: np.ndarray,
+        B: np.ndarray,
+        out: np.ndarray,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+        scratch: Any = None,
+    ) -> tuple[Callable[[], Any], ...]:
+        if alpha == 1.0 and beta == 0.0:
+            return (functools.partial(np.dot, A.T, B, out=out),)
+        if self._direct(out, A, B):
+            args = _gemm_args(True, alpha, A, B, beta, out)
+            return (_bind(self._cblas.gemm, args, A, B, out),)  # type: ignore[union-attr]
+        return (functools.partial(self.matmul_at, A, B, out, alpha, beta, scratch),)
+
+    def _ops_column_sums(
+        self,
+        A: np.ndarray,
+        ones: np.ndarray,
+        out: np.ndarray,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+    ) -> tuple[Callable[[], Any], ...]:
+        if alpha == 1.0 and beta == 0.0:
+            return (functools.partial(np.dot, ones, A, out=out),)
+        if self._direct(out, A, ones):
+            args = _gemv_args(alpha, A, ones, beta, out)
+            return (_bind(self._cblas.gemv, args, A, ones, out),)  # type: ignore[union-attr]
         sums = self._buffer(out.shape)
-        np.dot(ones, A, out=sums)
-        _accumulate(out, sums, alpha, beta)
+        return (
+            functools.partial(np.dot, ones, A, out=sums),
+            functools.partial(_accumulate, out, sums, alpha, beta),
+        )
+
+
+def _bind(fn: Any, args: tuple[Any, ...], *arrays: np.ndarray) -> Callable[[], Any]:
+    """``fn(*args)`` as a call to make later, its arguments converted to C types once.
+
+    The call keeps ``arrays``, whose addresses ``args`` holds, alive.
+    """
+    call = functools.partial(fn, *(t(v) for t, v in zip(fn.argtypes, args)))
+    call.keep = arrays  # type: ignore[attr-defined]
+    return call
+
+
+def _address(a: np.ndarray) -> int:
+    """The address of ``a``'s data.
+
+    Reading it (``__array_interface__``, or ``.ctypes.data``) costs some 3 us, as much
+    as a small product, so it is kept per array: the engine passes the same workspace
+    and parameter arrays on every step. The entry is dropped when its array is freed
+    (a weak reference's callback), so an address is never served for another array.
+    """
+    key = id(a)
+    hit = _ADDRESSES.get(key)
+    if hit is not None and hit[0]() is a:
+        return hit[1]
+    address = int(a.__array_interface__["data"][0])
+    _ADDRESSES[key] = (weakref.ref(a, functools.partial(_forget, key)), address)
+    return address
+
+
+def _forget(key: int, ref: Any) -> None:
+    hit = _ADDRESSES.get(key)
+    if hit is not None and hit[0] is ref:
+        del _ADDRESSES[key]
+
+
+_ADDRESSES: dict[int, tuple[Any, int]] = {}
+
+
+def _gemm_args(
+    transpose_a: bool, alpha: float, A: np.ndarray, B: np.ndarray, beta: float, out: np.ndarray
+) -> tuple[Any, ...]:
+    """``cblas_?gemm``'s arguments for ``out = alpha op(A) @ B + beta out``.
+
+    ``op(A)`` is ``A`` or ``A.T``. All three arrays are C-ordered (see
+    :meth:`NumpyBlas._direct`), so each leading dimension is its array's row length.
+    """
+    (m, n), k = out.shape, B.shape[0]
+    trans = _TRANS if transpose_a else _NO_TRANS
+    return (_ROW_MAJOR, trans, _NO_TRANS, m, n, k, alpha, _address(A), A.shape[1],
+            _address(B), n, beta, _address(out), n)  # fmt: skip
+
+
+def _gemv_args(
+    alpha: float, M: np.ndarray, x: np.ndarray, beta: float, y: np.ndarray
+) -> tuple[Any, ...]:
+    """``cblas_?gemv``'s arguments for ``y = alpha M.T @ x + beta y``, ``M`` C-ordered.
+
+    ``x`` and ``y`` are contiguous, of ``M.shape[0]`` and ``M.shape[1]`` entries (a
+    one-row matrix passes as its row).
+    """
+    rows, cols = M.shape
+    return (_ROW_MAJOR, _TRANS, rows, cols, alpha, _address(M), cols, _address(x), 1,
+            beta, _address(y), 1)  # fmt: skip
+
+
+#: on a small step, products of at least this many multiply-adds (and at least two rows)
+#: go to numpy's cblas; smaller ones to scipy's wrappers (see :class:`SmallStepBlas`)
+NUMPY_MIN = 2**15
+
+
+class SmallStepBlas:
+    """Small steps: each product on the BLAS that runs it faster, both on one thread.
+
+    Measured with both libraries on one thread (2026-11-28, AMD EPYC, float32, bound
+    calls): numpy's OpenBLAS (0.3.31) computes the forward product ``a @ Theta`` and the
+    backward one ``delta @ Theta.T`` of a few rows 1.5-3x faster than scipy's (0.3.30)
+    once they have some 30,000 multiply-adds or more (784 x 30 at 2 to 10 rows: 1.6-2.6x;
+    784 x 256 at 10 rows: 1.9x), and the weight gradient as fast or faster; scipy's
+    wrappers cost about 1 us less to call, which wins below that (a 30 x 10 layer: scipy
+    takes 0.5-0.7 of numpy's time). So a product goes to numpy's cblas
+    (:class:`NumpyBlas` with ``direct_min=0``) when it has two rows or more and at least
+    :data:`NUMPY_MIN` multiply-adds, and to scipy's otherwise.
+
+    Two libraries in one loop fight over the cores when both run threads. ``fit`` runs
+    small steps with both capped to one thread (:func:`cap_threads`), and the products
+    scipy is left with are below the sizes at which OpenBLAS starts a second thread
+    (262,144 multiply-adds for ``gemm``, 9,216 entries for ``gemv``) in any case.
+    """
+
+    name = "numpy+scipy"
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = np.dtype(dtype)
+        self.scipy = ScipyBlas.of(self.dtype)
+        self.numpy = NumpyBlas(self.dtype, direct_min=0)
+        self._plans: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[Callable[[], Any]]]] = {}
+
+    def _pick(self, rows: int, multiply_adds: int) -> ScipyBlas | NumpyBlas:
+        return self.numpy if rows > 1 and multiply_adds >= NUMPY_MIN else self.scipy
+
+    def _for(self, name: str, A: np.ndarray, B: np.ndarray) -> ScipyBlas | NumpyBlas:
+        """The library for ``getattr(self, name)(A, B, ...)``."""
+        if name == "column_sums":  # a gemv over A's entries; OpenBLAS threads from 9,216
+            return self.numpy if A.size > 8192 else self.scipy
+        # each product has A's entries times the other dimension of B
+        other = B.shape[0] if name == "matmul_bt" else B.shape[1]
+        return self._pick(A.shape[0], A.size * other)
+
+    def ops(self, name: str, *args: Any) -> list[Callable[[], Any]]:
+        """The calls of ``getattr(self, name)(*args)``, bound (see :meth:`ScipyBlas.ops`)."""
+        return self._for(name, args[0], args[1]).ops(name, *args)
+
+    # The methods run the bound calls too, made on the first call with a set of arrays
+    # and kept (the engine passes the same workspace and parameter arrays on every step):
+    # choosing the library, checking the arrays and converting the arguments to C types
+    # cost some 5 us a product, as much as a small product itself. An entry holds its
+    # arrays, so their ids stay theirs while it lives; the arrays must keep their shapes.
+    def _run(self, key: tuple[Any, ...], name: str, *args: Any) -> None:
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= _PLANS_MAX:
+                self._plans.clear()
+            plan = self._plans[key] = (args, self.ops(name, *args))
+        for call in plan[1]:
+            call()
+
+    def matmul(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
+        self._for("matmul", A, B).matmul(A, B, out)
+
+    def affine(
+        self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
+    ) -> None:
+        key = ("affine", id(A), id(B), id(b), id(out), id(scratch))
+        self._run(key, "affine", A, B, b, out, scratch)
+
+    def matmul_bt(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
+        self._run(("matmul_bt", id(A), id(B), id(out)), "matmul_bt", A, B, out)
+
+    def matmul_at(
+        self,
+        A: np.ndarray,
+        B: np.ndarray,
+        out: np.ndarray,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+        scratch: Any = None,
+    ) -> None:
+        key = ("matmul_at", id(A), id(B), id(out), alpha, beta, id(scratch))
+        self._run(key, "matmul_at", A, B, out, alpha, beta, scratch)
+
+    def column_sums(
+        self,
+        A: np.ndarray,
+        ones: np.ndarray,
+        out: np.ndarray,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+    ) -> None:
+        key = ("column_sums", id(A), id(ones), id(out), alpha, beta)
+        self._run(key, "column_sums", A, ones, out, alpha, beta)
+
+
+#: the most products a :class:`SmallStepBlas` keeps bound calls for (a step has a few
+#: per layer; the cache is emptied when full)
+_PLANS_MAX = 256
+
+
+Blas = ScipyBlas | NumpyBlas | SmallStepBlas
 
 
 # CBLAS's enumerations (cblas.h): CblasRowMajor, CblasNoTrans, CblasTrans
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 
-#: the exported names of ``cblas_?gemm`` in the OpenBLAS that numpy's wheels bundle
-#: (scipy-openblas, 64-bit integers), newest naming first
-_GEMM_SYMBOLS = ("scipy_cblas_{}gemm64_", "cblas_{}gemm64_")
+#: the exported names of numpy's cblas routines (``{0}`` is s or d, ``{1}`` gemm or gemv)
+#: in the OpenBLAS that its wheels bundle (scipy-openblas, 64-bit integers), newest first
+_SYMBOLS = ("scipy_cblas_{0}{1}64_", "cblas_{0}{1}64_")
 
 
-def _numpy_cblas_gemm(dtype: np.dtype) -> Any:
-    """numpy's own ``cblas_sgemm`` or ``cblas_dgemm`` as a ctypes function, or None.
+class _Cblas(NamedTuple):
+    gemm: Any
+    gemv: Any
+
+
+def _numpy_cblas(dtype: np.dtype) -> _Cblas | None:
+    """numpy's own ``cblas_?gemm`` and ``cblas_?gemv`` as ctypes functions, or None.
 
     The library is the one threadpoolctl reports as numpy's BLAS (the file numpy has
     already loaded, so this opens nothing new). Only the 64-bit-integer (ILP64) builds
@@ -383,45 +641,37 @@ def _numpy_cblas_gemm(dtype: np.dtype) -> Any:
     if os.environ.get("DELTAFLOW_NO_DIRECT_BLAS") or dtype.char not in "fd":
         return None
     key = dtype.char
-    if key in _GEMMS:
-        return _GEMMS[key]
+    if key in _CBLAS:
+        return _CBLAS[key]
     found = None
+    prefix = "s" if key == "f" else "d"
+    real = ctypes.c_float if key == "f" else ctypes.c_double
+    i64, ptr, enum = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    argtypes = {  # cblas.h, with 64-bit integers
+        "gemm": [enum, enum, enum, i64, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64],
+        "gemv": [enum, enum, i64, i64, real, ptr, i64, ptr, i64, real, ptr, i64],
+    }
     for path in _numpy_blas_paths():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for pattern in _GEMM_SYMBOLS:
-            fn = getattr(lib, pattern.format("s" if key == "f" else "d"), None)
-            if fn is not None:
-                real = ctypes.c_float if key == "f" else ctypes.c_double
-                i64, ptr, enum = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-                fn.argtypes = [
-                    enum,
-                    enum,
-                    enum,
-                    i64,
-                    i64,
-                    i64,
-                    real,
-                    ptr,
-                    i64,
-                    ptr,
-                    i64,
-                    real,
-                    ptr,
-                    i64,
-                ]
-                fn.restype = None
-                found = fn
+        for pattern in _SYMBOLS:
+            fns: dict[str, Any] = {
+                r: getattr(lib, pattern.format(prefix, r), None) for r in argtypes
+            }
+            if all(fn is not None for fn in fns.values()):
+                for r, fn in fns.items():
+                    fn.argtypes, fn.restype = argtypes[r], None
+                found = _Cblas(**fns)
                 break
         if found is not None:
             break
-    _GEMMS[key] = found
+    _CBLAS[key] = found
     return found
 
 
-_GEMMS: dict[str, Any] = {}
+_CBLAS: dict[str, _Cblas | None] = {}
 
 
 def _numpy_blas_paths() -> list[str]:
@@ -470,7 +720,8 @@ _CONTROLLERS: list[Any] | None = None
 
 
 def _controllers() -> list[Any]:
-    """threadpoolctl's controllers of the BLAS that scipy ships (empty if unknown)."""
+    """threadpoolctl's controllers of the OpenBLAS libraries that scipy and numpy ship
+    (empty if unknown)."""
     global _CONTROLLERS
     if _CONTROLLERS is None:
         try:
@@ -478,21 +729,23 @@ def _controllers() -> list[Any]:
         except ImportError:  # scikit-learn brings it; without it threads stay as they are
             _CONTROLLERS = []
         else:
+            numpy_blas = _numpy_blas_paths()
             _CONTROLLERS = [
                 c
                 for c in ThreadpoolController().lib_controllers
-                if c.user_api == "blas" and "scipy" in os.path.dirname(str(c.filepath))
+                if c.user_api == "blas"
+                and ("scipy" in os.path.dirname(str(c.filepath)) or str(c.filepath) in numpy_blas)
             ]
     return _CONTROLLERS
 
 
 def cap_threads(n: int) -> Callable[[], None]:
-    """Let scipy's BLAS use at most ``n`` threads; return what restores the setting.
+    """Let scipy's and numpy's BLAS use at most ``n`` threads; return what restores it.
 
     Waking a second thread costs microseconds, more when the other core is busy, so a
     product of a few microseconds is faster on one (OpenBLAS shares a matrix-vector
-    product of 9,216 entries between threads). scipy's BLAS is found with threadpoolctl;
-    where it cannot be, nothing changes.
+    product of 9,216 entries between threads). The libraries are found with
+    threadpoolctl; where they cannot be, nothing changes.
     """
     changed = []
     for c in _controllers():

@@ -90,7 +90,7 @@ class Workspace:
         self.ones = np.ones(m, dtype=dtype)
         self.dtheta = [np.zeros_like(w) for w in net.weights] if gradients else []
         self.db = [np.zeros_like(b) for b in net.biases] if gradients else []
-        self.blas = blas_for(dtype, _largest_product(net, m))
+        self.blas = blas_for(dtype, _largest_product(net, m), m)
         self._activations = list(net.activations)
         self._loss = net.loss
         self._views: dict[int, Workspace] = {}

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from . import backprop
-from ._blas import NumpyBlas, ScipyBlas, cap_threads
+from ._blas import NumpyBlas, ScipyBlas, SmallStepBlas, cap_threads
 from .errors import ConfigError
 from .network import Network, check_dtype
 
@@ -164,7 +164,7 @@ def blas_libraries() -> list[dict[str, Any]]:
     """The BLAS and OpenMP libraries loaded, from threadpoolctl (empty without it).
 
     deltaflow's products go through scipy's OpenBLAS (``libscipy_openblas``, the one
-    whose file lies under ``scipy.libs``); numpy's own is the ``numpy.libs`` one.
+    whose file lies under ``scipy.libs``) and numpy's own (the ``numpy.libs`` one).
     """
     try:
         from threadpoolctl import threadpool_info
@@ -193,7 +193,7 @@ def blas_libraries() -> list[dict[str, Any]]:
 
 
 def deltaflow_threads() -> int:
-    """The threads of the BLAS deltaflow calls (scipy's), 1 if threadpoolctl is absent."""
+    """The threads of scipy's BLAS (the bench sets numpy's alike), 1 without threadpoolctl."""
     for lib in blas_libraries():
         if lib["owner"] == "scipy" and lib["api"] == "blas":
             return int(lib["threads"] or 1)
@@ -389,13 +389,17 @@ class Sklearn(Contender):
 class Limit(Contender):
     """Only the BLAS products of a step, at its shapes and dtype, on the faster BLAS.
 
-    Each turn runs a third of its steps on scipy's BLAS (one thread, the weight-gradient
-    product written into ``Theta`` with ``alpha`` and ``beta``, as the fused SGD update
-    does), a third on numpy's (its threads, the product into a gradient buffer) and a
-    third on numpy's with one thread, and reports the fastest: a step cannot beat any
-    of them, whichever BLAS and threads the engine picked. (numpy's OpenBLAS on one
-    thread was the fastest for the float32 products of batches of 10 to 128 in some
-    measurements, 2026-11-27.)
+    Each turn runs a quarter of its steps on each of four ways to compute them and
+    reports the fastest, so that a step cannot beat the limit whichever BLAS and threads
+    the engine picked:
+
+    * scipy's BLAS on one thread, the weight-gradient product written into ``Theta``
+      with ``alpha`` and ``beta``, as the fused SGD update does;
+    * numpy's with its threads, the products into a gradient buffer (``np.dot``);
+    * numpy's on one thread, the same way (the fastest for the float32 products of
+      batches of 10 to 128 in some measurements, 2026-11-27);
+    * each product on whichever of the two runs it faster, on one thread, as small
+      steps do (:class:`~deltaflow._blas.SmallStepBlas`), with ``alpha`` and ``beta``.
     """
 
     name = "limit"
@@ -413,23 +417,27 @@ class Limit(Contender):
         self.delta: list[Any] = [None, *small]
 
     def run(self, n: int) -> tuple[int, float]:
-        steps = max(1, n // self.cfg.batch // 3)
+        steps = max(1, n // self.cfg.batch // 4)
         dt = self.cfg.dtype
         rates = [self._products(ScipyBlas.of(dt), steps, threads=1)]
         rates.append(self._products(NumpyBlas(dt), steps, threads=None))
         limiter = _thread_limiter(1)  # every BLAS on one thread, numpy's included
         try:
             rates.append(self._products(NumpyBlas(dt), steps, threads=None))
+            mixed = SmallStepBlas(dt)
+            if mixed.numpy.direct_gemm:
+                rates.append(self._products(mixed, steps, threads=None))
         finally:
             limiter.restore_original_limits()
         return min(rates, key=lambda r: r[1] / r[0])
 
     def _products(self, blas: Any, steps: int, threads: int | None) -> tuple[int, float]:
         a, delta, theta, L = self.a, self.delta, self.theta, len(self.theta)
-        # scipy's gemm writes the product into Theta at no extra cost (as the fused SGD
-        # update does); numpy's products go into a gradient buffer, alpha = 1 and beta = 0,
-        # the plain np.dot (numpy's alpha and beta can cost a pass of arithmetic)
-        fused = isinstance(blas, ScipyBlas)
+        # scipy's gemm (and numpy's cblas on small steps) writes the product into Theta at
+        # no extra cost, as the fused SGD update does; NumpyBlas's products go into a
+        # gradient buffer, alpha = 1 and beta = 0, the plain np.dot (its alpha and beta can
+        # cost a pass of arithmetic)
+        fused = isinstance(blas, (ScipyBlas, SmallStepBlas))
         grad = theta if fused else self.grad
         alpha, beta = (-1e-6, 1.0) if fused else (1.0, 0.0)  # alpha != 0: nothing skipped
         restore = cap_threads(threads) if threads else None
@@ -708,7 +716,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
 
 def _machine_line(m: dict[str, Any]) -> str:
     libs = []
-    for owner, use in (("scipy", "small steps"), ("numpy", "large steps")):
+    for owner, use in (("scipy", "small steps"), ("numpy", "small and large steps")):
         b = next((b for b in m.get("blas", []) if b["api"] == "blas" and b["owner"] == owner), None)
         if b is not None:
             libs.append(f"{owner}'s {b['library']} {b['version']} ({b['kernel']}, {use})")
