@@ -258,6 +258,44 @@ def test_small_steps_send_each_product_to_the_library_that_runs_it_faster(monkey
     assert isinstance(backprop.Workspace(net, 10).blas, ScipyBlas)
 
 
+def test_numpy_blas_reuses_converted_arguments_only_for_the_same_arrays_as_they_were():
+    """The arguments kept per arrays: reused, never for other arrays, never keeping one."""
+    import gc
+    import weakref
+
+    blas = NumpyBlas("float64", direct_min=0)
+    if not blas.direct_gemm:
+        pytest.skip("this numpy does not bundle OpenBLAS (the np.dot fallback is used)")
+    rng = np.random.default_rng(0)
+    A, D = rng.standard_normal((6, 8)), rng.standard_normal((6, 5))
+    theta = rng.standard_normal((8, 5))
+    for _ in range(3):  # the same arrays: one entry, the right product each time
+        want = 0.5 * theta - A.T @ D
+        blas.matmul_at(A, D, out=theta, alpha=-1.0, beta=0.5)
+        np.testing.assert_allclose(theta, want, rtol=1e-12)
+    assert len(blas._calls) == 1
+    # fresh arrays on every call (whose ids Python may hand out again): always right
+    for _ in range(20):
+        A2, D2 = rng.standard_normal((6, 8)), rng.standard_normal((6, 5))
+        out = np.zeros((8, 5))
+        blas.matmul_at(A2, D2, out=out, alpha=2.0, beta=0.0)
+        np.testing.assert_allclose(out, 2 * A2.T @ D2, rtol=1e-12)
+    # an array reshaped in place keeps its id but not its entry
+    flat = rng.standard_normal((6, 8))
+    blas.matmul_at(flat, D, out=theta, alpha=1.0, beta=0.0 + 1e-300)
+    flat.shape = (8, 6)
+    D3, out = rng.standard_normal((8, 5)), np.zeros((6, 5))
+    blas.matmul_at(flat, D3, out=out, alpha=1.0, beta=1e-300)
+    np.testing.assert_allclose(out, flat.T @ D3, rtol=1e-12)
+    # and nothing kept alive
+    gone = rng.standard_normal((6, 8))
+    ref = weakref.ref(gone)
+    blas.matmul_at(gone, D, out=theta, alpha=-1.0, beta=1.0)
+    del gone
+    gc.collect()
+    assert ref() is None
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
     """numpy's wheels bundle an ILP64 OpenBLAS; its cblas gemm gives alpha and beta."""
@@ -269,7 +307,13 @@ def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
     assert blas.direct_gemm
     calls = []
     cblas = blas._cblas
-    blas._cblas = _Cblas(lambda *args: (calls.append(args[3:6]), cblas.gemm(*args)), cblas.gemv)
+
+    def gemm(*args):
+        calls.append(tuple(a.value for a in args[3:6]))  # m, n, k, as C integers
+        cblas.gemm(*args)
+
+    gemm.argtypes = cblas.gemm.argtypes
+    blas._cblas = _Cblas(gemm, cblas.gemv)
     rng = np.random.default_rng(0)
     k, n = 300, DIRECT_MIN // 300 + 1  # a weight matrix just over the threshold
     A = rng.standard_normal((9, k)).astype(dtype)

@@ -82,9 +82,10 @@ SMALL_PRODUCT = 2**21
 
 
 #: on large steps, numpy's cblas is called directly (for its ``alpha`` and ``beta``) only
-#: when the result has at least this many entries. An unbound call costs some 5 us more
-#: than ``np.dot`` (checking the arrays and converting the arguments; measured
-#: 2026-11-28), and what it saves is a pass over the result, about a nanosecond an entry.
+#: when the result has at least this many entries: what it saves is a pass over the
+#: result, about a nanosecond an entry, and a call through ctypes costs a microsecond or
+#: two more than ``np.dot`` (checking the arrays and, on the first call with them,
+#: converting the arguments; measured 2026-11-28).
 DIRECT_MIN = 2**15
 
 
@@ -276,6 +277,7 @@ class NumpyBlas:
         self.direct_min = direct_min
         self._scratch: dict[tuple[int, ...], np.ndarray] = {}
         self._cblas = _numpy_cblas(self.dtype)
+        self._calls: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     @property
     def direct_gemm(self) -> bool:
@@ -328,9 +330,9 @@ class NumpyBlas:
         if self._direct(out, A, B):
             np.copyto(out, b)
             if A.shape[0] == 1:  # out[0] = B.T @ A[0] + out[0]
-                self._cblas.gemv(*_gemv_args(1.0, B, A, 1.0, out))  # type: ignore[union-attr]
+                self._gemv(1.0, B, A, 1.0, out)
             else:
-                self._cblas.gemm(*_gemm_args(False, 1.0, A, B, 1.0, out))  # type: ignore[union-attr]
+                self._gemm(False, 1.0, A, B, 1.0, out)
             return
         np.dot(A, B, out=out)
         if scratch is None:
@@ -360,7 +362,7 @@ class NumpyBlas:
         if alpha == 1.0 and beta == 0.0:
             np.dot(A.T, B, out=out)
         elif self._direct(out, A, B):  # out = alpha A^T B + beta out
-            self._cblas.gemm(*_gemm_args(True, alpha, A, B, beta, out))  # type: ignore[union-attr]
+            self._gemm(True, alpha, A, B, beta, out)
         else:
             if scratch is not None and B.shape[0] < A.shape[1]:
                 B = np.multiply(B, alpha, out=scratch)
@@ -385,11 +387,65 @@ class NumpyBlas:
         if alpha == 1.0 and beta == 0.0:
             np.dot(ones, A, out=out)
         elif self._direct(out, A, ones):
-            self._cblas.gemv(*_gemv_args(alpha, A, ones, beta, out))  # type: ignore[union-attr]
+            self._gemv(alpha, A, ones, beta, out)
         else:
             sums = self._buffer(out.shape)
             np.dot(ones, A, out=sums)
             _accumulate(out, sums, alpha, beta)
+
+    def _gemm(
+        self,
+        transpose_a: bool,
+        alpha: float,
+        A: np.ndarray,
+        B: np.ndarray,
+        beta: float,
+        out: np.ndarray,
+    ) -> None:
+        """``out = alpha op(A) @ B + beta out`` through cblas (see :func:`_gemm_args`)."""
+        key = ("gemm", transpose_a, alpha, beta, id(A), id(B), id(out))
+        self._call(key, A, B, out, _gemm_args, (transpose_a, alpha, A, B, beta, out))
+
+    def _gemv(self, alpha: float, M: np.ndarray, x: np.ndarray, beta: float, y: np.ndarray) -> None:
+        """``y = alpha M.T @ x + beta y`` through cblas (see :func:`_gemv_args`)."""
+        key = ("gemv", alpha, beta, id(M), id(x), id(y))
+        self._call(key, M, x, y, _gemv_args, (alpha, M, x, beta, y))
+
+    def _call(
+        self,
+        key: tuple[Any, ...],
+        x: np.ndarray,
+        y: np.ndarray,
+        z: np.ndarray,
+        make_args: Callable[..., tuple[Any, ...]],
+        spec: tuple[Any, ...],
+    ) -> None:
+        """Call the cblas routine named by ``key[0]`` with ``make_args(*spec)``.
+
+        Reading the arrays' addresses and converting the arguments to C types costs
+        some 4 us, as much as a small product, and the engine passes the same workspace
+        and parameter arrays on every step. So the converted arguments are kept under
+        ``key`` (the routine, the scalars and the ids of the three arrays ``x``, ``y``,
+        ``z``) and used again while those ids still name the same arrays (a weak
+        reference each: nothing here keeps an array alive) with the same shapes and
+        strides.
+        """
+        layout = (x.shape, x.strides, y.shape, y.strides, z.shape, z.strides)
+        hit = self._calls.get(key)
+        if (
+            hit is None
+            or hit[0]() is not x
+            or hit[1]() is not y
+            or hit[2]() is not z
+            or hit[3] != layout
+        ):
+            if len(self._calls) >= _CALLS_MAX:
+                self._calls.clear()
+            fn = getattr(self._cblas, key[0])
+            converted = tuple(t(v) for t, v in zip(fn.argtypes, make_args(*spec)))
+            refs = (weakref.ref(x), weakref.ref(y), weakref.ref(z))
+            hit = self._calls[key] = (*refs, layout, fn, converted)
+        hit[4](*hit[5])
 
     # The calls each method makes, bound to their arrays (for ops): the same decisions.
     def _ops_affine(
@@ -459,29 +515,14 @@ def _bind(fn: Any, args: tuple[Any, ...], *arrays: np.ndarray) -> Callable[[], A
 
 
 def _address(a: np.ndarray) -> int:
-    """The address of ``a``'s data.
-
-    Reading it (``__array_interface__``, or ``.ctypes.data``) costs some 3 us, as much
-    as a small product, so it is kept per array: the engine passes the same workspace
-    and parameter arrays on every step. The entry is dropped when its array is freed
-    (a weak reference's callback), so an address is never served for another array.
-    """
-    key = id(a)
-    hit = _ADDRESSES.get(key)
-    if hit is not None and hit[0]() is a:
-        return hit[1]
-    address = int(a.__array_interface__["data"][0])
-    _ADDRESSES[key] = (weakref.ref(a, functools.partial(_forget, key)), address)
-    return address
+    # __array_interface__ is quicker than .ctypes and leaves no reference cycles behind
+    # for the garbage collector
+    return int(a.__array_interface__["data"][0])
 
 
-def _forget(key: int, ref: Any) -> None:
-    hit = _ADDRESSES.get(key)
-    if hit is not None and hit[0] is ref:
-        del _ADDRESSES[key]
-
-
-_ADDRESSES: dict[int, tuple[Any, int]] = {}
+#: the most argument lists a NumpyBlas keeps (a step has a few products per layer; the
+#: store is emptied when full)
+_CALLS_MAX = 256
 
 
 def _gemm_args(
@@ -523,11 +564,12 @@ class SmallStepBlas:
     calls): numpy's OpenBLAS (0.3.31) computes the forward product ``a @ Theta`` and the
     backward one ``delta @ Theta.T`` of a few rows 1.5-3x faster than scipy's (0.3.30)
     once they have some 30,000 multiply-adds or more (784 x 30 at 2 to 10 rows: 1.6-2.6x;
-    784 x 256 at 10 rows: 1.9x), and the weight gradient as fast or faster; scipy's
-    wrappers cost about 1 us less to call, which wins below that (a 30 x 10 layer: scipy
-    takes 0.5-0.7 of numpy's time). So a product goes to numpy's cblas
-    (:class:`NumpyBlas` with ``direct_min=0``) when it has two rows or more and at least
-    :data:`NUMPY_MIN` multiply-adds, and to scipy's otherwise.
+    784 x 256 at 10 rows: 1.9x), and the weight gradient about as fast (0.8-1.3x);
+    scipy's wrappers cost about 1 us less to call, which wins below that (a 30 x 10
+    layer: scipy takes 0.5-0.7 of numpy's time). So a product goes to numpy's BLAS
+    (:class:`NumpyBlas` with ``direct_min=0``: its cblas wherever ``alpha`` or ``beta``
+    is wanted, ``np.dot`` for the plain products) when it has two rows or more and at
+    least :data:`NUMPY_MIN` multiply-adds, and to scipy's otherwise.
 
     Two libraries in one loop fight over the cores when both run threads. ``fit`` runs
     small steps with both capped to one thread (:func:`cap_threads`), and the products
@@ -541,7 +583,6 @@ class SmallStepBlas:
         self.dtype = np.dtype(dtype)
         self.scipy = ScipyBlas.of(self.dtype)
         self.numpy = NumpyBlas(self.dtype, direct_min=0)
-        self._plans: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[Callable[[], Any]]]] = {}
 
     def _pick(self, rows: int, multiply_adds: int) -> ScipyBlas | NumpyBlas:
         return self.numpy if rows > 1 and multiply_adds >= NUMPY_MIN else self.scipy
@@ -558,31 +599,16 @@ class SmallStepBlas:
         """The calls of ``getattr(self, name)(*args)``, bound (see :meth:`ScipyBlas.ops`)."""
         return self._for(name, args[0], args[1]).ops(name, *args)
 
-    # The methods run the bound calls too, made on the first call with a set of arrays
-    # and kept (the engine passes the same workspace and parameter arrays on every step):
-    # choosing the library, checking the arrays and converting the arguments to C types
-    # cost some 5 us a product, as much as a small product itself. An entry holds its
-    # arrays, so their ids stay theirs while it lives; the arrays must keep their shapes.
-    def _run(self, key: tuple[Any, ...], name: str, *args: Any) -> None:
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= _PLANS_MAX:
-                self._plans.clear()
-            plan = self._plans[key] = (args, self.ops(name, *args))
-        for call in plan[1]:
-            call()
-
     def matmul(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
         self._for("matmul", A, B).matmul(A, B, out)
 
     def affine(
         self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
     ) -> None:
-        key = ("affine", id(A), id(B), id(b), id(out), id(scratch))
-        self._run(key, "affine", A, B, b, out, scratch)
+        self._for("affine", A, B).affine(A, B, b, out, scratch)
 
     def matmul_bt(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
-        self._run(("matmul_bt", id(A), id(B), id(out)), "matmul_bt", A, B, out)
+        self._for("matmul_bt", A, B).matmul_bt(A, B, out)
 
     def matmul_at(
         self,
@@ -593,8 +619,7 @@ class SmallStepBlas:
         beta: float = 0.0,
         scratch: Any = None,
     ) -> None:
-        key = ("matmul_at", id(A), id(B), id(out), alpha, beta, id(scratch))
-        self._run(key, "matmul_at", A, B, out, alpha, beta, scratch)
+        self._for("matmul_at", A, B).matmul_at(A, B, out, alpha, beta, scratch)
 
     def column_sums(
         self,
@@ -604,13 +629,7 @@ class SmallStepBlas:
         alpha: float = 1.0,
         beta: float = 0.0,
     ) -> None:
-        key = ("column_sums", id(A), id(ones), id(out), alpha, beta)
-        self._run(key, "column_sums", A, ones, out, alpha, beta)
-
-
-#: the most products a :class:`SmallStepBlas` keeps bound calls for (a step has a few
-#: per layer; the cache is emptied when full)
-_PLANS_MAX = 256
+        self._for("column_sums", A, ones).column_sums(A, ones, out, alpha, beta)
 
 
 Blas = ScipyBlas | NumpyBlas | SmallStepBlas
