@@ -106,8 +106,18 @@ def _batch_starts(m: int, bs: int, threads: int | None) -> Iterator[int]:
             restore()
 
 
+def _predict_into(a: np.ndarray, out: np.ndarray) -> None:
+    """The predicted class of each row of ``a`` into ``out``: class 1 where a single
+    output exceeds 0.5, else the largest output's index."""
+    if a.shape[1] == 1:
+        np.greater(a[:, 0], 0.5, out=out)
+    else:
+        a.argmax(axis=1, out=out)
+
+
 def _hits(a: np.ndarray, labels: np.ndarray) -> int:
-    pred = (a[:, 0] > 0.5) if a.shape[1] == 1 else a.argmax(axis=1)
+    pred = np.empty(a.shape[0], dtype=np.intp)
+    _predict_into(a, pred)
     return int(np.count_nonzero(pred == labels))
 
 
@@ -356,7 +366,6 @@ def fit(
     Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
     Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
     pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
-    two_classes = Yenc.shape[1] == 1  # one output unit: class 1 where a > 0.5
     ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
     params = net.weights + net.biases
     grads = ws.dtheta + ws.db
@@ -415,10 +424,7 @@ def fit(
                 )
             total += c * (n if Wb is None else float(Wb.sum()))
             if pred is not None:  # the classes, for the epoch's accuracy
-                if two_classes:
-                    np.greater(a_L[:, 0], 0.5, out=pred[start : start + n])
-                else:
-                    a_L.argmax(axis=1, out=pred[start : start + n])
+                _predict_into(a_L, pred[start : start + n])
             if step is not None:
                 step.backward()
                 opt.count_step()
