@@ -7,8 +7,9 @@ goes through it:
 
 * **A batch of one row**, on :class:`ScipyBlas` and one thread (:func:`cap_threads`):
   every product is a matrix-vector product (``gemv``; ``gemm`` with one column is
-  several times slower), and scipy's wrappers cost about 0.5 us a call against 1 us for
-  a call through ctypes and 1.5 for ``np.dot``. They take ``alpha`` and ``beta``
+  several times slower), and scipy's wrappers cost about 0.4 us a call against 0.8 us
+  for ``np.dot`` and 1.1 us for a call through ctypes with its arguments converted
+  beforehand (a 1 x 1 product, 2026-11-28). They take ``alpha`` and ``beta``
   (``C := alpha A B + beta C``), which lets the SGD update be written straight into
   ``Theta`` as its gradient is formed (``alpha = -learning_rate``, ``beta = 1`` or
   ``1 - learning_rate * weight_decay``: no gradient buffer and two fewer passes over the
@@ -557,6 +558,12 @@ def _gemv_args(
 NUMPY_MIN = 2**15
 
 
+#: on a small step, column sums of up to this many entries stay on scipy's ``gemv``
+#: (quicker to call, and below the 9,216 entries from which OpenBLAS shares a ``gemv``
+#: between threads)
+_SCIPY_GEMV_MAX = 8192
+
+
 class SmallStepBlas:
     """Small steps: each product on the BLAS that runs it faster, both on one thread.
 
@@ -590,7 +597,7 @@ class SmallStepBlas:
     def _for(self, name: str, A: np.ndarray, B: np.ndarray) -> ScipyBlas | NumpyBlas:
         """The library for ``getattr(self, name)(A, B, ...)``."""
         if name == "column_sums":  # a gemv over A's entries; OpenBLAS threads from 9,216
-            return self.numpy if A.size > 8192 else self.scipy
+            return self.numpy if A.size > _SCIPY_GEMV_MAX else self.scipy
         # each product has A's entries times the other dimension of B
         other = B.shape[0] if name == "matmul_bt" else B.shape[1]
         return self._pick(A.shape[0], A.size * other)
@@ -693,21 +700,26 @@ def _numpy_cblas(dtype: np.dtype) -> _Cblas | None:
 _CBLAS: dict[str, _Cblas | None] = {}
 
 
-def _numpy_blas_paths() -> list[str]:
-    """Files of the BLAS libraries numpy loaded, from threadpoolctl (empty if unknown)."""
+@functools.lru_cache(maxsize=1)
+def _numpy_blas_paths() -> tuple[str, ...]:
+    """Files of the BLAS libraries numpy loaded, from threadpoolctl (empty if unknown).
+
+    Found once: threadpoolctl walks every loaded library to answer, and numpy's BLAS is
+    loaded with numpy, before any call here.
+    """
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
-        return []
+        return ()
     numpy_dir = os.path.dirname(os.path.dirname(np.__file__))
-    return [
+    return tuple(
         str(c.filepath)
         for c in ThreadpoolController().lib_controllers
         if c.user_api == "blas"
         and c.internal_api == "openblas"
         and os.path.basename(os.path.dirname(str(c.filepath))) == "numpy.libs"
         and str(c.filepath).startswith(numpy_dir)
-    ]
+    )
 
 
 def _accumulate(out: np.ndarray, x: np.ndarray, alpha: float, beta: float) -> None:
