@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="float32, batch sizes 1, 32, 512")
     p.add_argument("--batch", help="comma-separated batch sizes (overrides --quick's)")
     p.add_argument("--dtype", help="comma-separated dtypes (overrides --quick's)")
+    p.add_argument("--arch", help="comma-separated architectures (default both)")
     p.add_argument("--threads", type=int)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seconds", type=float, default=0.3)
@@ -71,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         batches = tuple(int(b) for b in args.batch.split(","))
     if args.dtype:
         dtypes = tuple(args.dtype.split(","))
+    archs = tuple(bench.ARCHITECTURES.values())
+    if args.arch:
+        archs = tuple(bench.ARCHITECTURES[name] for name in args.arch.split(","))
     result = bench.run_grid(
-        tuple(bench.ARCHITECTURES.values()),
+        archs,
         batches,
         dtypes,
         ["deltaflow", "before"],

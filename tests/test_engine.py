@@ -186,6 +186,22 @@ def test_float32_sigmoid_is_exact_to_rounding_and_never_warns(n):
     np.testing.assert_array_equal(z, out)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [100, 20000])  # float32: maximum below 16,384 entries, clip above
+def test_relu_forward_is_max_with_zero_on_both_paths(n, dtype):
+    from deltaflow.activations import ReLU
+
+    z = (np.random.default_rng(0).standard_normal(n) * 10).astype(dtype)
+    z[:6] = [np.nan, -np.inf, np.inf, -1e-45, 1e-45, 0.0]
+    want = np.where(z > 0, z, 0).astype(dtype)
+    want[0] = np.nan
+    out = np.empty_like(z)
+    ReLU().forward(z, out)
+    np.testing.assert_array_equal(out, want)  # NaN where z is NaN, as max(z, 0) gives
+    ReLU().forward(z, z)  # in place, as the forward sweep calls it
+    np.testing.assert_array_equal(z, want)
+
+
 def test_initialisation_suits_activation():
     relu = Network([400, 300, 10], "relu", seed=0)
     sig = Network([400, 300, 10], "sigmoid", seed=0)

@@ -65,6 +65,12 @@ class Activation(Protocol):
 #: measured, 2026-11-27)
 _EXP_FORM_MIN = 2048
 
+#: float32 arrays of at least this many entries take ReLU as ``clip(z, 0, inf)``; below
+#: it the clip's Python wrapper costs more than it saves (the two were even at 8,192
+#: entries). In float64 clip was 1.4-1.6x faster alone but no faster in a training step
+#: (0.97-1.0x, 2026-11-28), so float64 keeps maximum.
+_CLIP_FORM_MIN = 16384
+
 
 class Sigmoid:
     """Logistic sigmoid ``sigma(u) = 1 / (1 + e^(-u))``; ``sigma' = a (1 - a)``."""
@@ -121,6 +127,12 @@ class ReLU:
     def forward(
         self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
     ) -> np.ndarray:
+        if out.dtype == np.float32 and out.size >= _CLIP_FORM_MIN:
+            # numpy's float32 clip loop is vectorised where maximum against a scalar is
+            # not: 2.4-2.7x faster from 131,072 entries, 1.04-1.07x on a whole
+            # 784-256-256-10 step at batch 128 and 512 (2026-11-28). Both give the same
+            # values; clip keeps the sign of a z of -0.0.
+            return np.clip(z, 0, np.inf, out=out)
         return np.maximum(z, 0, out=out)
 
     def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
