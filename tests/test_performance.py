@@ -445,3 +445,34 @@ def test_bench_command_runs_a_tiny_grid_and_writes_json(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["bench", "--arch", "20-4-3:relu:cross_entropy"]) == 2
     assert "784 inputs" in capsys.readouterr().err
+
+
+def test_epoch_overhead_script_times_fit_around_a_step_that_does_no_arithmetic(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "epoch_overhead.py"
+    spec = importlib.util.spec_from_file_location("epoch_overhead", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    net = Network([784, 4, 10], "sigmoid", seed=0)
+    before = [w.copy() for w in net.weights]
+    X = np.random.default_rng(0).random((64, 784))
+    own = script.own_cost(net, X, np.arange(64) % 10, 16, 2)
+    assert own > 0
+    assert backprop.SgdStep is not script.NoArithmeticStep  # put back afterwards
+    for w, b in zip(net.weights, before):  # the stand-in step changed nothing
+        np.testing.assert_array_equal(w, b)
+
+    from threadpoolctl import threadpool_info
+
+    threads_before = [i["num_threads"] for i in threadpool_info()]
+    assert script.main(["--batch", "16", "--rows", "256", "--epochs", "1", "--turns", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 784")]
+    assert len(lines) == 2  # one row per network
+    for line in lines:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[1] == "16" and float(cells[7]) > 0 and cells[8].endswith("%")
+    assert threads_before == [i["num_threads"] for i in threadpool_info()]  # restored
