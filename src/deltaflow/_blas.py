@@ -211,6 +211,13 @@ class ScipyBlas:
         """
         return list(getattr(self, "_ops_" + name)(*args))
 
+    def _ops_matmul(
+        self, A: np.ndarray, B: np.ndarray, out: np.ndarray
+    ) -> tuple[Callable[[], Any], ...]:
+        if A.shape[0] == 1:
+            return (functools.partial(self.gemv, 1.0, B.T, A[0], 0.0, out[0], 0, 1, 0, 1, 0, 1),)
+        return (functools.partial(self.gemm, 1.0, B.T, A.T, 0.0, out.T, 0, 0, 1),)
+
     def _ops_affine(
         self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
     ) -> tuple[Callable[[], Any], ...]:
@@ -449,6 +456,11 @@ class NumpyBlas:
         hit[4](*hit[5])
 
     # The calls each method makes, bound to their arrays (for ops): the same decisions.
+    def _ops_matmul(
+        self, A: np.ndarray, B: np.ndarray, out: np.ndarray
+    ) -> tuple[Callable[[], Any], ...]:
+        return (functools.partial(np.dot, A, B, out=out),)
+
     def _ops_affine(
         self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
     ) -> tuple[Callable[[], Any], ...]:
