@@ -69,12 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     batches = (1, 32, 512) if args.quick else bench.BATCH_SIZES
     dtypes = ("float32",) if args.quick else bench.DTYPES
     if args.batch:
-        batches = tuple(int(b) for b in args.batch.split(","))
+        try:
+            batches = tuple(int(b) for b in args.batch.split(","))
+        except ValueError:
+            p.error(f"--batch takes whole numbers such as 1,32,512, got {args.batch!r}")
     if args.dtype:
         dtypes = tuple(args.dtype.split(","))
+        if not set(dtypes) <= set(bench.DTYPES):
+            p.error(f"--dtype takes {','.join(bench.DTYPES)}, got {args.dtype!r}")
     archs = tuple(bench.ARCHITECTURES.values())
     if args.arch:
-        archs = tuple(bench.ARCHITECTURES[name] for name in args.arch.split(","))
+        names = args.arch.split(",")
+        unknown = [n for n in names if n not in bench.ARCHITECTURES]
+        if unknown:
+            p.error(f"--arch takes {','.join(bench.ARCHITECTURES)}, got {unknown[0]!r}")
+        archs = tuple(bench.ARCHITECTURES[n] for n in names)
     result = bench.run_grid(
         archs,
         batches,

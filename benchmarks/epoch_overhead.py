@@ -105,6 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--turns", type=int, default=11)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     args = p.parse_args(argv)
+    try:
+        args.batches = [int(b) for b in args.batch.split(",")]
+    except ValueError:
+        p.error(f"--batch takes whole numbers such as 1,32,512, got {args.batch!r}")
+    if min(args.batches) < 1 or min(args.rows, args.epochs, args.turns) < 1:
+        p.error("--batch, --rows, --epochs and --turns must be positive")
+    if max(args.batches) > args.rows // 10:
+        p.error(
+            f"--rows {args.rows} is too few for batches of {max(args.batches)}; "
+            "give at least ten batches' worth"
+        )
     with threadpool_limits(1):  # every BLAS on one thread: CPU time is then the step's time
         table(args)
     return 0
@@ -120,7 +131,7 @@ def table(args: argparse.Namespace) -> None:
     )
     print("|---|---:|---:|---:|---:|---:|---|---:|---:|")
     for arch in ARCHITECTURES.values():
-        for batch in (int(b) for b in args.batch.split(",")):
+        for batch in args.batches:
             rows = args.rows if arch.sizes[1] < 100 else args.rows // 4  # similar seconds
             rows = (rows // 10 if batch == 1 else rows) // batch * batch
             X, y = X_all[:rows], y_all[:rows]
