@@ -32,8 +32,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from deltaflow import Network, backprop
+from deltaflow import Network
 from deltaflow.bench import ARCHITECTURES, LEARNING_RATE, bench_data
+from deltaflow.engine import backprop
 
 
 def steps_loop(net: Network, X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> None:

@@ -17,13 +17,13 @@ import pytest
 
 import deltaflow.io as dio
 from deltaflow import ConfigError, DivergenceError, ModelFileError, Network, load, save
-from deltaflow.checkpoint import (
+from deltaflow.data import load_digits
+from deltaflow.training.checkpoint import (
     CheckpointWarning,
     list_checkpoints,
     load_latest,
     read_checkpoint,
 )
-from deltaflow.data import load_digits
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_keeps_the_newest_two_and_every_n_epochs(tmp_path, digits):
         written.append(Path(path).name)
         orig(path, data)
 
-    import deltaflow.checkpoint as ck
+    import deltaflow.training.checkpoint as ck
 
     ck_write = ck.atomic_write_bytes
     ck.atomic_write_bytes = spy
@@ -501,8 +501,8 @@ def test_cli_checkpoint_options_and_refusals(tmp_path, capsys):
 def test_cli_resume_refuses_a_stored_command_line_of_the_wrong_types(tmp_path, capsys):
     from safetensors.numpy import save as st_save
 
-    from deltaflow.checkpoint import _checksum
     from deltaflow.cli import main
+    from deltaflow.training.checkpoint import _checksum
 
     d = load_digits()
     data = tmp_path / "small.npz"

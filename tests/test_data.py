@@ -475,7 +475,7 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def test_gzipped_csv_bomb_is_refused_at_the_cap(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("deltaflow.data._MAX_TEXT_BYTES", 2**20)
+    monkeypatch.setattr("deltaflow.data.csv._MAX_TEXT_BYTES", 2**20)
     small = tmp_path / "small.csv.gz"
     small.write_bytes(gzip.compress(b"1,2\n" * 1000))
     assert load_csv(small).X_train.shape == (1000, 1)  # under the cap: read as usual

@@ -13,10 +13,10 @@ import pytest
 from scipy.special import logsumexp
 
 from deltaflow import DivergenceError, Network, load
-from deltaflow.activations import ACTIVATIONS, get_activation
 from deltaflow.cli import main
 from deltaflow.data import load_digits
-from deltaflow.losses import get_loss
+from deltaflow.engine.activations import ACTIVATIONS, get_activation
+from deltaflow.engine.losses import get_loss
 
 DTYPES = [np.float32, np.float64]
 

@@ -67,7 +67,7 @@ def test_gradients_match_finite_differences(problem):
 
 def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
     """The tolerance above would catch a real mistake: drop g' from one layer."""
-    from deltaflow import activations
+    from deltaflow.engine import activations
 
     net = Network([3, 4, 2], "tanh", seed=0)
     X = np.random.default_rng(0).standard_normal((5, 3))
@@ -171,7 +171,7 @@ def test_float32_gradients_close_to_float64():
 def test_float32_sigmoid_is_exact_to_rounding_and_never_warns(n):
     from scipy.special import expit
 
-    from deltaflow.activations import Sigmoid
+    from deltaflow.engine.activations import Sigmoid
 
     rng = np.random.default_rng(0)
     z = (rng.standard_normal(n) * 30).astype(np.float32)
@@ -189,7 +189,7 @@ def test_float32_sigmoid_is_exact_to_rounding_and_never_warns(n):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [100, 20000])  # float32: maximum below 16,384 entries, clip above
 def test_relu_forward_is_max_with_zero_on_both_paths(n, dtype):
-    from deltaflow.activations import ReLU
+    from deltaflow.engine.activations import ReLU
 
     z = (np.random.default_rng(0).standard_normal(n) * 10).astype(dtype)
     z[:6] = [np.nan, -np.inf, np.inf, -1e-45, 1e-45, 0.0]

@@ -19,10 +19,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import deltaflow
-from deltaflow import ConfigError, DataError, ModelFileError, Network, backprop
+from deltaflow import ConfigError, DataError, ModelFileError, Network
 from deltaflow.data import load_digits
+from deltaflow.engine import backprop
 from deltaflow.estimators import MLPClassifier, MLPRegressor
-from deltaflow.train import fit
+from deltaflow.training.loop import fit
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

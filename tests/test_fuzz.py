@@ -34,15 +34,15 @@ from hypothesis import strategies as st
 from safetensors.numpy import save as st_save
 
 from deltaflow import DeltaflowError, ModelFileError, Network, load, save
-from deltaflow.checkpoint import (
+from deltaflow.cli import main
+from deltaflow.data import load_csv, load_features, load_npz, read_idx
+from deltaflow.io import load_extra, read_safetensors
+from deltaflow.training.checkpoint import (
     CheckpointWarning,
     _checksum,
     load_latest,
     read_checkpoint,
 )
-from deltaflow.cli import main
-from deltaflow.data import load_csv, load_features, load_npz, read_idx
-from deltaflow.io import load_extra, read_safetensors
 
 FUZZ_COUNTS: Counter[str] = Counter()
 MEMORY_LIMIT = 32 * 1024 * 1024  # bytes any one tiny input may make a reader allocate

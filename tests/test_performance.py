@@ -16,10 +16,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from deltaflow import DivergenceError, Network, backprop
-from deltaflow._blas import NumpyBlas, ScipyBlas, SmallStepBlas, cap_threads, is_small
-from deltaflow.activations import Sigmoid
-from deltaflow.optimizers import SGD
+from deltaflow import DivergenceError, Network
+from deltaflow.engine import backprop
+from deltaflow.engine.activations import Sigmoid
+from deltaflow.engine.blas import NumpyBlas, ScipyBlas, SmallStepBlas, cap_threads, is_small
+from deltaflow.training.optimizers import SGD
 
 # (sizes, activation, cost): every activation and cost of the hot loop
 NETS = [
@@ -208,7 +209,7 @@ def test_every_blas_back_end_computes_the_same_products(dtype, m, bound, monkeyp
     ones = np.ones(m, dtype=dtype)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == "float32" else dict(rtol=1e-12, atol=1e-12)
     fallback = numpy_blas_without_direct_gemm(dtype, monkeypatch)
-    monkeypatch.setattr("deltaflow._blas.DIRECT_MIN", 1)  # cblas even for these small arrays
+    monkeypatch.setattr("deltaflow.engine.blas.DIRECT_MIN", 1)  # cblas even for these small arrays
     backends = [ScipyBlas.of(dtype), NumpyBlas(dtype), NumpyBlas(dtype, direct_min=0)]
     backends += [fallback, SmallStepBlas(dtype)]
     for blas in backends:
@@ -238,7 +239,7 @@ def test_every_blas_back_end_computes_the_same_products(dtype, m, bound, monkeyp
 
 def test_small_steps_send_each_product_to_the_library_that_runs_it_faster(monkeypatch):
     """numpy's cblas for products of two rows or more and NUMPY_MIN multiply-adds."""
-    from deltaflow._blas import NUMPY_MIN, _numpy_blas_paths
+    from deltaflow.engine.blas import NUMPY_MIN, _numpy_blas_paths
 
     if not _numpy_blas_paths():
         pytest.skip("this numpy does not bundle OpenBLAS (scipy's BLAS takes small steps)")
@@ -258,7 +259,7 @@ def test_small_steps_send_each_product_to_the_library_that_runs_it_faster(monkey
     assert isinstance(backprop.Workspace(net, 1).blas, ScipyBlas)
     # without numpy's cblas, small steps are scipy's alone
     monkeypatch.setenv("DELTAFLOW_NO_DIRECT_BLAS", "1")
-    monkeypatch.setattr("deltaflow._blas._CBLAS", {})
+    monkeypatch.setattr("deltaflow.engine.blas._CBLAS", {})
     assert isinstance(backprop.Workspace(net, 10).blas, ScipyBlas)
 
 
@@ -303,7 +304,7 @@ def test_numpy_blas_reuses_converted_arguments_only_for_the_same_arrays_as_they_
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_numpy_blas_calls_numpy_own_gemm_where_numpy_bundles_openblas(dtype):
     """numpy's wheels bundle an ILP64 OpenBLAS; its cblas gemm gives alpha and beta."""
-    from deltaflow._blas import DIRECT_MIN, _Cblas, _numpy_blas_paths
+    from deltaflow.engine.blas import DIRECT_MIN, _Cblas, _numpy_blas_paths
 
     if not _numpy_blas_paths():
         pytest.skip("this numpy does not bundle OpenBLAS (the np.dot fallback is used)")
@@ -397,7 +398,7 @@ def test_an_activation_without_scratch_still_trains():
 
 def blas_threads_now() -> list[int]:
     """The threads of scipy's and numpy's BLAS, which small steps cap to one."""
-    from deltaflow._blas import _controllers
+    from deltaflow.engine.blas import _controllers
 
     return [c.get_num_threads() for c in _controllers()]
 

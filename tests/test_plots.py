@@ -18,7 +18,7 @@ pytest.importorskip("matplotlib")
 from deltaflow import ConfigError, DataError, Network, plots  # noqa: E402
 from deltaflow.cli import main  # noqa: E402
 from deltaflow.data import load_digits  # noqa: E402
-from deltaflow.train import History  # noqa: E402
+from deltaflow.training.loop import History  # noqa: E402
 
 
 def png_size(path: Path) -> tuple[int, int]:

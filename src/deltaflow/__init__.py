@@ -13,14 +13,14 @@ See ``docs/notation.md`` for how the code's names map to the derivation's symbol
 
 from __future__ import annotations
 
-from .activations import ACTIVATIONS, get_activation
-from .errors import ConfigError, DataError, DeltaflowError, DivergenceError, ModelFileError
-from .gradcheck import GradcheckResult, gradcheck
-from .io import load, save
-from .losses import LOSSES, get_loss
-from .network import Network
-from .optimizers import OPTIMIZERS, SCHEDULES, get_optimizer
-from .train import EpochRecord, History, evaluate, fit
+from deltaflow.engine.activations import ACTIVATIONS, get_activation
+from deltaflow.engine.losses import LOSSES, get_loss
+from deltaflow.errors import ConfigError, DataError, DeltaflowError, DivergenceError, ModelFileError
+from deltaflow.gradcheck import GradcheckResult, gradcheck
+from deltaflow.io import load, save
+from deltaflow.network import Network
+from deltaflow.training.loop import EpochRecord, History, evaluate, fit
+from deltaflow.training.optimizers import OPTIMIZERS, SCHEDULES, get_optimizer
 
 __version__ = "0.1.0"
 

@@ -50,10 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from . import backprop
-from ._blas import NumpyBlas, ScipyBlas, SmallStepBlas, cap_threads
-from .errors import ConfigError
-from .network import Network, check_dtype
+from deltaflow.engine import backprop
+from deltaflow.engine.blas import NumpyBlas, ScipyBlas, SmallStepBlas, cap_threads
+from deltaflow.errors import ConfigError
+from deltaflow.network import Network, check_dtype
 
 __all__ = [
     "ARCHITECTURES",
@@ -549,7 +549,7 @@ class BenchResult:
         }
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        from .io import atomic_write_bytes
+        from deltaflow.io import atomic_write_bytes
 
         p = Path(path)
         atomic_write_bytes(p, json.dumps(self.as_dict(), indent=1).encode() + b"\n")

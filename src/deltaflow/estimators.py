@@ -77,12 +77,12 @@ except ImportError as exc:  # validate_data and __sklearn_tags__ arrived in 1.6
         "upgrade with: python3 -m pip install -U scikit-learn"
     ) from None
 
-from . import io
-from .errors import ConfigError, DataError, ModelFileError
-from .network import Network, check_dtype
-from .optimizers import Optimizer, get_optimizer
-from .train import EpochRecord
-from .train import fit as train_fit
+from deltaflow import io
+from deltaflow.errors import ConfigError, DataError, ModelFileError
+from deltaflow.network import Network, check_dtype
+from deltaflow.training.loop import EpochRecord
+from deltaflow.training.loop import fit as train_fit
+from deltaflow.training.optimizers import Optimizer, get_optimizer
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import backprop
-from .network import Network
+from deltaflow.engine import backprop
+from deltaflow.network import Network
 
 __all__ = ["GradcheckResult", "finite_differences", "float64_copy", "gradcheck"]
 

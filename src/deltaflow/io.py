@@ -27,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from .errors import ModelFileError
-from .network import Network
+from deltaflow.errors import ModelFileError
+from deltaflow.network import Network
 
 __all__ = [
     "FORMAT_VERSION",

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import backprop
-from .activations import Activation, get_activation
-from .errors import ConfigError, DataError
-from .losses import Loss, get_loss
+from deltaflow.engine import backprop
+from deltaflow.engine.activations import Activation, get_activation
+from deltaflow.engine.losses import Loss, get_loss
+from deltaflow.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from .train import History
+    from deltaflow.training.loop import History
 
 __all__ = ["Network", "as_generator", "check_dtype"]
 
@@ -314,7 +314,7 @@ class Network:
 
     def fit(self, X: Any, Y: Any, **kwargs: Any) -> History:
         """Train by mini-batch gradient descent; see :func:`deltaflow.train.fit`."""
-        from .train import fit
+        from deltaflow.training.loop import fit
 
         return fit(self, X, Y, **kwargs)
 

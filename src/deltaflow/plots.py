@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError
-from .io import atomic_write_bytes
+from deltaflow.errors import ConfigError, DataError
+from deltaflow.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .network import Network
-    from .train import History
+    from deltaflow.network import Network
+    from deltaflow.training.loop import History
 
 __all__ = [
     "plot_confusion",

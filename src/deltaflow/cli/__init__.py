@@ -14,9 +14,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from ..errors import DeltaflowError
-from . import bench, evaluate, explain, gradcheck, predict, train
+from deltaflow import __version__
+from deltaflow.cli import bench, evaluate, explain, gradcheck, predict, train
+from deltaflow.errors import DeltaflowError
 
 __all__ = ["build_parser", "main"]
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ..data import Dataset, load_dataset, pixel_divisor
-from ..errors import ConfigError, DataError, ModelFileError
-from ..io import load_extra
+from deltaflow.data import Dataset, load_dataset, pixel_divisor
+from deltaflow.errors import ConfigError, DataError, ModelFileError
+from deltaflow.io import load_extra
 
 DATA_HELP = (
     "'digits' (scikit-learn's bundled 8x8 digits, the default), 'mnist' (the standard "

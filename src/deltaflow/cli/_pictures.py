@@ -13,12 +13,12 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from ..data import Dataset
-from ..errors import ConfigError
-from ..explain import delta_norm_table
-from ..network import Network
-from ..train import History
-from ._common import check_output
+from deltaflow.cli._common import check_output
+from deltaflow.data import Dataset
+from deltaflow.errors import ConfigError
+from deltaflow.explain import delta_norm_table
+from deltaflow.network import Network
+from deltaflow.training.loop import History
 
 _PATHS = ("plot", "plot_weights", "plot_confusion", "plot_deltas")
 
@@ -62,7 +62,7 @@ def check(args: argparse.Namespace) -> None:
     paths = [getattr(args, key) for key in _PATHS if getattr(args, key)]
     if not paths:
         return
-    from ..plots import require_matplotlib
+    from deltaflow.plots import require_matplotlib
 
     require_matplotlib()
     for path in paths:
@@ -85,7 +85,7 @@ def draw(
         out.print(delta_norm_table(history), end="", soft_wrap=True, markup=False)
     if not any(getattr(args, key) for key in _PATHS):
         return
-    from .. import plots
+    from deltaflow import plots
 
     if args.plot:
         plots.plot_history(history, args.plot, title=f"{data.name}: {net!r}")

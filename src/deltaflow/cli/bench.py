@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ..bench import (
+from deltaflow.bench import (
     ARCHITECTURES,
     BATCH_SIZES,
     CONTENDERS,
@@ -17,8 +17,8 @@ from ..bench import (
     parse_architecture,
     run_grid,
 )
-from ..errors import ConfigError
-from ._common import check_output, int_list, stderr_console
+from deltaflow.cli._common import check_output, int_list, stderr_console
+from deltaflow.errors import ConfigError
 
 QUICK_BATCHES = (1, 32, 512)
 

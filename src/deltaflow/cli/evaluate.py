@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.console import Console
 
-from .. import io
-from ..train import evaluate
-from ._common import add_data_options, load_data, saved_divisor, stderr_console
+from deltaflow import io
+from deltaflow.cli._common import add_data_options, load_data, saved_divisor, stderr_console
+from deltaflow.training.loop import evaluate
 
 
 def register(sub: Any) -> None:

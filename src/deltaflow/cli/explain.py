@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
-from ..data import Dataset, pixel_divisor
-from ..errors import ConfigError, DataError
-from ..explain import FORMATS, render, trace_step
-from ..network import Network
-from ._common import add_data_options, check_output, int_list, load_data
-from .train import activation_arg
+from deltaflow import io
+from deltaflow.cli._common import add_data_options, check_output, int_list, load_data
+from deltaflow.cli.train import activation_arg
+from deltaflow.data import Dataset, pixel_divisor
+from deltaflow.errors import ConfigError, DataError
+from deltaflow.explain import FORMATS, render, trace_step
+from deltaflow.network import Network
 
 
 def register(sub: Any) -> None:

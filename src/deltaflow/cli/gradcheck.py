@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from ..errors import ConfigError
-from ..gradcheck import gradcheck
-from ..network import Network
-from ._common import int_list
-from .train import activation_arg
+from deltaflow.cli._common import int_list
+from deltaflow.cli.train import activation_arg
+from deltaflow.errors import ConfigError
+from deltaflow.gradcheck import gradcheck
+from deltaflow.network import Network
 
 
 def register(sub: Any) -> None:

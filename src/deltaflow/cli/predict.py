@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
-from ..data import load_features
-from ._common import check_output, saved_divisor
+from deltaflow import io
+from deltaflow.cli._common import check_output, saved_divisor
+from deltaflow.data import load_features
 
 
 def register(sub: Any) -> None:

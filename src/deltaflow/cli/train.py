@@ -13,16 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .. import checkpoint, io
-from ..activations import ACTIVATIONS
-from ..data import train_test_split_indices
-from ..errors import ConfigError, DataError, DivergenceError, ModelFileError
-from ..losses import LOSSES
-from ..network import Network
-from ..optimizers import OPTIMIZERS, SCHEDULES
-from ..train import EpochRecord, evaluate
-from . import _pictures
-from ._common import (
+from deltaflow import io
+from deltaflow.cli import _pictures
+from deltaflow.cli._common import (
     add_data_options,
     add_scale_option,
     check_output,
@@ -31,6 +24,14 @@ from ._common import (
     load_data,
     stderr_console,
 )
+from deltaflow.data import train_test_split_indices
+from deltaflow.engine.activations import ACTIVATIONS
+from deltaflow.engine.losses import LOSSES
+from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
+from deltaflow.network import Network
+from deltaflow.training import checkpoint
+from deltaflow.training.loop import EpochRecord, evaluate
+from deltaflow.training.optimizers import OPTIMIZERS, SCHEDULES
 
 # Learning rates that train the bundled digits well in the default 30 epochs: the notes'
 # sigmoid/squared-error network wants a large plain-SGD step (Nielsen uses 3.0 on MNIST).

@@ -17,7 +17,7 @@ How it is kept fast (the benchmark in ``benchmarks/bench.py`` shows each claim):
   once; :func:`forward` and :func:`backward` only write into it (``out=`` and in-place
   operators, and a scratch buffer for the activations' derivatives and the cost), so a
   training step allocates nothing.
-* Every matrix product goes through one BLAS (:mod:`deltaflow._blas`), with the routine
+* Every matrix product goes through one BLAS (:mod:`deltaflow.engine.blas`), with the routine
   that suits the shape, on transposed views rather than copies.
 * The ``1/m`` of the mean is folded into ``delta[L]``, and with plain SGD the update
   ``Theta := Theta - alpha dC/dTheta`` is folded into the product that forms the
@@ -29,17 +29,31 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from ._blas import blas_for, is_small
-from .activations import accepts_scratch
+from deltaflow.engine.activations import Activation, accepts_scratch
+from deltaflow.engine.blas import blas_for, is_small
+from deltaflow.engine.losses import Loss
 
-if TYPE_CHECKING:
-    from .network import Network
+__all__ = ["Model", "SgdStep", "Workspace", "backward", "blas_threads", "cost", "forward"]
 
-__all__ = ["SgdStep", "Workspace", "backward", "blas_threads", "cost", "forward"]
+
+class Model(Protocol):
+    """What the engine reads of a network: the sizes ``S[0..L]``, ``Theta[l]`` and ``b[l]``
+    (``weights[l-1]``, ``biases[l-1]``), ``g[l]`` (``activations[l-1]``), the cost and
+    the dtype. :class:`deltaflow.Network` is one."""
+
+    sizes: list[int]
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activations: list[Activation]
+    loss: Loss
+    dtype: np.dtype
+
+    @property
+    def L(self) -> int: ...
 
 
 class Workspace:
@@ -76,7 +90,7 @@ class Workspace:
         All ones: ``db[l]`` is the product ``delta[l].T @ ones``.
     """
 
-    def __init__(self, net: Network, m: int, *, gradients: bool = True) -> None:
+    def __init__(self, net: Model, m: int, *, gradients: bool = True) -> None:
         sizes, dtype = net.sizes, net.dtype
         self.m = m
         self.a = [np.zeros((m, s), dtype=dtype) for s in sizes]
@@ -140,7 +154,7 @@ class Workspace:
         return view
 
 
-def blas_threads(net: Network, m: int) -> int | None:
+def blas_threads(net: Model, m: int) -> int | None:
     """1 when a step on ``m`` rows is too small to share between BLAS threads, else None.
 
     BLAS libraries split a product between threads once it has a few hundred thousand
@@ -151,7 +165,7 @@ def blas_threads(net: Network, m: int) -> int | None:
     return 1 if is_small(_largest_product(net, m)) else None
 
 
-def _largest_product(net: Network, m: int) -> int:
+def _largest_product(net: Model, m: int) -> int:
     """Multiply-adds of the largest matrix product of a step on ``m`` rows."""
     return m * max(w.size for w in net.weights)
 
@@ -163,7 +177,7 @@ def _with_scratch(method: Callable[..., Any], scratch: np.ndarray | None) -> Cal
     return method
 
 
-def forward(net: Network, ws: Workspace, X: np.ndarray | None = None) -> np.ndarray:
+def forward(net: Model, ws: Workspace, X: np.ndarray | None = None) -> np.ndarray:
     """Forward sweep: fill ``ws.a[1..L]`` from ``ws.a[0]`` and return ``a[L]``.
 
     Parameters
@@ -182,7 +196,7 @@ def forward(net: Network, ws: Workspace, X: np.ndarray | None = None) -> np.ndar
     return a[len(net.weights)]
 
 
-def cost(net: Network, ws: Workspace, Y: np.ndarray, weights: np.ndarray | None = None) -> float:
+def cost(net: Model, ws: Workspace, Y: np.ndarray, weights: np.ndarray | None = None) -> float:
     """The cost ``C`` of the batch in ``ws`` after :func:`forward`, with no temporaries.
 
     Parameters
@@ -197,7 +211,7 @@ def cost(net: Network, ws: Workspace, Y: np.ndarray, weights: np.ndarray | None 
 
 
 def backward(
-    net: Network,
+    net: Model,
     ws: Workspace,
     Y: np.ndarray,
     weights: np.ndarray | None = None,
@@ -293,7 +307,7 @@ class SgdStep:
 
     def __init__(
         self,
-        net: Network,
+        net: Model,
         ws: Workspace,
         Y: np.ndarray,
         learning_rate: float,

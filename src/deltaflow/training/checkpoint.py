@@ -41,9 +41,9 @@ from typing import Any, TypeVar
 import numpy as np
 from safetensors.numpy import save as st_save
 
-from .errors import ConfigError, ModelFileError
-from .io import atomic_write_bytes, read_safetensors
-from .network import Network
+from deltaflow.errors import ConfigError, ModelFileError
+from deltaflow.io import atomic_write_bytes, read_safetensors
+from deltaflow.network import Network
 
 __all__ = [
     "FORMAT",

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.special import expit
 
-from .errors import ConfigError
+from deltaflow.errors import ConfigError
 
 __all__ = [
     "ACTIVATIONS",

@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from . import backprop, checkpoint
-from ._blas import cap_threads, writable_in_place
-from .errors import ConfigError, DataError, DivergenceError
-from .network import Network, as_generator
-from .optimizers import Optimizer, get_optimizer, get_schedule
+from deltaflow.engine import backprop
+from deltaflow.engine.blas import cap_threads, writable_in_place
+from deltaflow.errors import ConfigError, DataError, DivergenceError
+from deltaflow.network import Network, as_generator
+from deltaflow.training import checkpoint
+from deltaflow.training.optimizers import Optimizer, get_optimizer, get_schedule
 
 __all__ = ["EpochRecord", "History", "evaluate", "fit"]
 

@@ -28,8 +28,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .activations import Activation, accepts_scratch
-from .errors import ConfigError
+from deltaflow.engine.activations import Activation, accepts_scratch
+from deltaflow.errors import ConfigError
 
 __all__ = [
     "LOSSES",
