@@ -90,8 +90,9 @@ def from_torch(module: Any, *, cost: str | None = None) -> Any:
     ----------
     module : torch.nn.Sequential
     cost : str, optional
-        The network's cost; by default cross-entropy for a softmax output, binary
-        cross-entropy for a sigmoid one, squared error otherwise.
+        The network's cost, which a Sequential does not record; by default
+        cross-entropy for a softmax output, binary cross-entropy for a sigmoid one,
+        squared error otherwise.
 
     Returns
     -------
