@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import ConfigError
+from deltaflow.errors import ConfigError
 
 __all__ = ["INITIALIZERS", "Initializer", "get_initializer"]
 

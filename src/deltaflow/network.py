@@ -25,6 +25,7 @@ __all__ = ["Network", "as_generator", "check_dtype"]
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
+
 def check_dtype(dtype: Any) -> np.dtype:
     """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise ConfigError."""
     try:
@@ -110,8 +111,8 @@ class Network:
         self.rng = as_generator(seed)
         self.weights: list[np.ndarray] = []
         self.biases: list[np.ndarray] = []
-        self.init = init
         draw = get_initializer(init)
+        self.init = init.lower()
         for l in range(1, self.L + 1):
             fan_in, fan_out = self.sizes[l - 1], self.sizes[l]
             g, hidden = self.activations[l - 1].name, self.activations[0].name

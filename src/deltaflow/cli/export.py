@@ -6,11 +6,11 @@ import argparse
 import io as _io
 from typing import Any
 
-from .. import io
-from ..errors import ConfigError
-from ..interop import to_onnx, to_torch
-from ..interop._common import require
-from ._common import check_output
+from deltaflow import io
+from deltaflow.cli._common import check_output
+from deltaflow.errors import ConfigError
+from deltaflow.interop import to_onnx, to_torch
+from deltaflow.interop._common import require
 
 _FORMATS = (".onnx", ".pt")
 

@@ -15,8 +15,8 @@ the command that installs it, in a :class:`~deltaflow.errors.MissingDependencyEr
 
 from __future__ import annotations
 
-from .onnx import from_onnx, to_onnx
-from .sklearn import from_sklearn, to_sklearn
-from .torch import from_torch, to_torch
+from deltaflow.interop.onnx import from_onnx, to_onnx
+from deltaflow.interop.sklearn import from_sklearn, to_sklearn
+from deltaflow.interop.torch import from_torch, to_torch
 
 __all__ = ["from_onnx", "from_sklearn", "from_torch", "to_onnx", "to_sklearn", "to_torch"]

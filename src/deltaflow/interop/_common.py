@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
-from ..errors import ConfigError, MissingDependencyError, ModelFileError
-from ..losses import get_loss
-from ..network import Network
+from deltaflow import io
+from deltaflow.engine.losses import get_loss
+from deltaflow.errors import ConfigError, MissingDependencyError, ModelFileError
+from deltaflow.network import Network
 
 # the activation each cost puts on the output layer by default (the guess for a model
 # that comes without deltaflow's metadata)

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
-from ..errors import ConfigError, ModelFileError
-from ..io import atomic_write_bytes
-from ..network import Network
-from ._common import build_network, model_facts, require
+from deltaflow import __version__
+from deltaflow.errors import ConfigError, ModelFileError
+from deltaflow.interop._common import build_network, model_facts, require
+from deltaflow.io import atomic_write_bytes
+from deltaflow.network import Network
 
 __all__ = ["from_onnx", "to_onnx"]
 
@@ -91,7 +91,9 @@ def to_onnx(
     net = facts.net
     newest = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, int) or not _MIN_OPSET <= opset <= newest:
-        raise ConfigError(f"opset must be a whole number from {_MIN_OPSET} to {newest}, got {opset!r}")
+        raise ConfigError(
+            f"opset must be a whole number from {_MIN_OPSET} to {newest}, got {opset!r}"
+        )
     for l, g in enumerate(net.activations, start=1):
         if g.name not in _ONNX_ACTIVATIONS:
             raise ConfigError(f"layer {l}'s activation {g.name!r} has no ONNX node to export it as")

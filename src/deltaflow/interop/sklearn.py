@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..network import Network
-from ._common import build_network, model_facts
+from deltaflow.errors import ConfigError
+from deltaflow.interop._common import build_network, model_facts
+from deltaflow.network import Network
 
 __all__ = ["from_sklearn", "to_sklearn"]
 
@@ -58,7 +58,7 @@ def from_sklearn(estimator: Any, *, cost: str | None = None) -> Network:
             f"expected a fitted scikit-learn MLPClassifier or MLPRegressor, got "
             f"{type(estimator).__name__} without coefs_; fit it first"
         )
-    hidden = getattr(estimator, "activation", None)
+    hidden = str(getattr(estimator, "activation", None))
     for role, name in (("activation", hidden), ("out_activation_", out)):
         if name not in _FROM_SKLEARN:
             raise ConfigError(f"the estimator's {role} {name!r} has no deltaflow activation")
@@ -67,7 +67,7 @@ def from_sklearn(estimator: Any, *, cost: str | None = None) -> Network:
         raise ConfigError(f"the estimator's weights are {dtype}; deltaflow reads float32/64")
     layers = []
     for l, (theta, b) in enumerate(zip(coefs, intercepts), start=1):
-        g = _FROM_SKLEARN[out if l == len(coefs) else hidden]
+        g = _FROM_SKLEARN[str(out) if l == len(coefs) else hidden]
         theta = np.ascontiguousarray(theta, dtype=dtype)
         layers.append((theta, np.ascontiguousarray(b, dtype=dtype), g))
     return build_network(layers, dtype, cost, "the estimator", error=ConfigError)
@@ -132,9 +132,7 @@ def to_sklearn(net: Any, *, classes: Any = None) -> Any:
             f"scikit-learn's MLP outputs softmax, logistic or identity; this network's "
             f"output layer is {out}"
         )
-    est.set_params(
-        hidden_layer_sizes=tuple(net.sizes[1:-1]), activation=_TO_SKLEARN[hidden.pop()]
-    )
+    est.set_params(hidden_layer_sizes=tuple(net.sizes[1:-1]), activation=_TO_SKLEARN[hidden.pop()])
     est.coefs_, est.intercepts_ = coefs, intercepts
     est.n_features_in_ = net.sizes[0]
     est.n_outputs_ = coefs[-1].shape[1]

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
-from ._common import build_network, model_facts, require
+from deltaflow.errors import ConfigError
+from deltaflow.interop._common import build_network, model_facts, require
 
 __all__ = ["from_torch", "to_torch"]
 
@@ -120,8 +120,10 @@ def from_torch(module: Any, *, cost: str | None = None) -> Any:
             continue
         elif type(m) in kinds:
             if not layers or layers[-1][2] is not None:
-                raise ConfigError(f"{where} does not follow a Linear layer; from_torch reads "
-                                  "Linear layers each followed by at most one activation")
+                raise ConfigError(
+                    f"{where} does not follow a Linear layer; from_torch reads "
+                    "Linear layers each followed by at most one activation"
+                )
             layers[-1][2] = _activation(m, kinds[type(m)], where)
         else:
             raise ConfigError(
