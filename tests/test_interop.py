@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -469,3 +470,33 @@ def test_cli_export_bad_input(tmp_path, capsys, monkeypatch) -> None:
     err = capsys.readouterr().err
     assert "python3 -m pip install 'deltaflow[onnx]'" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.safetensors", "model.safetensors"]
+
+
+# ------------------------------------------------------------------------ README
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_models_that_travel_runs(ort, tmp_path, monkeypatch, capsys) -> None:
+    """The README's section, run as it is: its commands through main(), then its Python."""
+    pytest.importorskip("torch")
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Models that travel") : text.index("### Initialisations")]
+    (bash,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.chdir(tmp_path)
+    commands = [
+        line.split("#")[0].split()
+        for line in bash.replace("\\\n", " ").splitlines()
+        if line.startswith("deltaflow ")
+    ]
+    assert [c[1] for c in commands] == ["train", "export", "export"]
+    for command in commands:
+        assert main([*command[1:], *(["--quiet"] if command[1] == "train" else [])]) == 0
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert float(printed[-4]) < 1e-6 and float(printed[-3]) < 1e-6
+    shapes = {"0.weight": (32, 64), "0.bias": (32,), "2.weight": (10, 32), "2.bias": (10,)}
+    assert printed[-2] == str(shapes)
+    sk_score, ours = (float(v) for v in printed[-1].split())
+    assert sk_score == ours > 0.9
