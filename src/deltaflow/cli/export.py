@@ -55,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if kind == ".onnx":
         to_onnx(args.model, target, opset=args.opset, include_scaling=args.include_scaling)
     else:
+        net = io.load(args.model)  # a bad model file is named before a missing package
         torch = require("torch", "torch (the CPU build is enough)")
-        module = to_torch(io.load(args.model))
+        module = to_torch(net)
         buf = _io.BytesIO()
         torch.save(module.state_dict(), buf)
         io.atomic_write_bytes(target, buf.getvalue())
