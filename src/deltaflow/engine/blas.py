@@ -120,40 +120,33 @@ def blas_for(dtype: Any, largest_product: int, rows: int = 2) -> Blas:
 #: for a call into cblas, whose arguments hold the addresses of the arrays in ``keep``
 Call = tuple[Any, ...]
 
+Array = np.ndarray
+
+
+#: one product as a library takes it, ``out = alpha op(X) @ op(B) + beta out``:
+#: ``(X, tx, B, tb, out, alpha, beta, scratch)``, where ``op(X)`` is ``X.T`` when ``tx``
+#: (and ``op(B)`` likewise), ``X`` is a matrix or a vector (``out`` then a vector too),
+#: and ``scratch``, of ``B``'s shape or None, may be overwritten. A plain tuple: it is
+#: made for every product a method runs.
+Product = tuple[np.ndarray, bool, np.ndarray, bool, np.ndarray, float, float, Any]
+
 
 class Library(Protocol):
-    """The primitive calls of one BLAS library, which :class:`Products` describes the
-    products in.
-
-    Every array is C-ordered (row-major); ``op(X)`` is ``X`` or ``X.T`` as ``tx`` says.
-    """
+    """The primitive calls of one BLAS library, in which :class:`Products` describes the
+    engine's products. Every array is C-ordered (row-major)."""
 
     def scales(self, out: np.ndarray, X: np.ndarray, B: np.ndarray) -> bool:
         """Whether ``alpha`` and ``beta`` cost nothing on ``out = ... X ... B ...``."""
         ...
 
-    def product(
-        self,
-        X: np.ndarray,
-        tx: bool,
-        B: np.ndarray,
-        tb: bool,
-        out: np.ndarray,
-        alpha: float,
-        beta: float,
-        scratch: np.ndarray | None = None,
-    ) -> tuple[Call, ...]:
-        """The calls for ``out = alpha op(X) @ op(B) + beta out``.
-
-        ``X`` is a matrix, or a vector (``out`` then a vector too); ``scratch``, of
-        ``B``'s shape, may be overwritten.
-        """
+    def product(self, p: Product) -> tuple[Call, ...]:
+        """The calls that compute the product ``p``."""
         ...
 
 
 def _matmul(lib: Library, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> tuple[Call, ...]:
     """``out = A @ B`` for ``A`` of shape (m, k), ``B`` of shape (k, n)."""
-    return lib.product(A, False, B, False, out, 1.0, 0.0)
+    return lib.product((A, False, B, False, out, 1.0, 0.0, None))
 
 
 def _affine(
@@ -168,8 +161,8 @@ def _affine(
     slow at these sizes).
     """
     if lib.scales(out, A, B):
-        return ((np.copyto, (out, b)), *lib.product(A, False, B, False, out, 1.0, 1.0))
-    product = lib.product(A, False, B, False, out, 1.0, 0.0)
+        return ((np.copyto, (out, b)), *lib.product((A, False, B, False, out, 1.0, 1.0, None)))
+    product = lib.product((A, False, B, False, out, 1.0, 0.0, None))
     if scratch is None:
         return (*product, (np.add, (out, b, out)))
     return (*product, (np.copyto, (scratch, b)), (np.add, (out, scratch, out)))
@@ -177,7 +170,7 @@ def _affine(
 
 def _matmul_bt(lib: Library, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> tuple[Call, ...]:
     """``out = A @ B.T`` for ``A`` of shape (m, n), ``B`` of shape (k, n)."""
-    return lib.product(A, False, B, True, out, 1.0, 0.0)
+    return lib.product((A, False, B, True, out, 1.0, 0.0, None))
 
 
 def _matmul_at(
@@ -195,16 +188,11 @@ def _matmul_at(
     weight matrix it is a weight gradient applied in place. ``scratch`` (``B``'s shape)
     may hold ``alpha B``.
     """
-    return lib.product(A, True, B, False, out, alpha, beta, scratch)
+    return lib.product((A, True, B, False, out, alpha, beta, scratch))
 
 
 def _column_sums(
-    lib: Library,
-    A: np.ndarray,
-    ones: np.ndarray,
-    out: np.ndarray,
-    alpha: float = 1.0,
-    beta: float = 0.0,
+    lib: Library, A: Array, ones: Array, out: Array, alpha: float = 1.0, beta: float = 0.0
 ) -> tuple[Call, ...]:
     """``out = alpha * (column sums of A) + beta out``, as the product ``ones @ A``.
 
@@ -212,7 +200,7 @@ def _column_sums(
     matrix-vector product (gemv) is 3 to 5 times faster than ``np.add.reduce`` over axis
     0 at these shapes (measured 2026-11-27: 2.4 against 21 us for 512 x 30).
     """
-    return lib.product(ones, False, A, False, out, alpha, beta)
+    return lib.product((ones, False, A, False, out, alpha, beta, None))
 
 
 #: each product's description, by the name :meth:`Products.ops` takes
@@ -225,9 +213,19 @@ _PRODUCTS: dict[str, Callable[..., tuple[Call, ...]]] = {
 }
 
 
-def _run(calls: tuple[Call, ...]) -> None:
-    for call in calls:
-        call[0](*call[1])
+def _method(describe: Callable[..., tuple[Call, ...]]) -> Callable[..., None]:
+    """A method of :class:`Products` that makes the calls ``describe`` lists for the
+    product, on the library :meth:`Products._library` picks; its arguments are
+    ``describe``'s but the first."""
+    name = describe.__name__.lstrip("_")
+
+    def method(self: Products, A: np.ndarray, B: np.ndarray, *args: Any, **kwargs: Any) -> None:
+        for call in describe(self._library(name, A, B), A, B, *args, **kwargs):
+            call[0](*call[1])
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = describe.__doc__
+    return method
 
 
 def _bound(call: Call) -> Callable[[], Any]:
@@ -266,42 +264,11 @@ class Products:
         lib = self._library(name, args[0], args[1])
         return [_bound(call) for call in _PRODUCTS[name](lib, *args)]
 
-    def matmul(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
-        """``out = A @ B`` (see :func:`_matmul`)."""
-        _run(_matmul(self._library("matmul", A, B), A, B, out))
-
-    def affine(
-        self, A: np.ndarray, B: np.ndarray, b: np.ndarray, out: np.ndarray, scratch: Any = None
-    ) -> None:
-        """``out = A @ B + b`` (see :func:`_affine`)."""
-        _run(_affine(self._library("affine", A, B), A, B, b, out, scratch))
-
-    def matmul_bt(self, A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
-        """``out = A @ B.T`` (see :func:`_matmul_bt`)."""
-        _run(_matmul_bt(self._library("matmul_bt", A, B), A, B, out))
-
-    def matmul_at(
-        self,
-        A: np.ndarray,
-        B: np.ndarray,
-        out: np.ndarray,
-        alpha: float = 1.0,
-        beta: float = 0.0,
-        scratch: Any = None,
-    ) -> None:
-        """``out = alpha A.T @ B + beta out`` (see :func:`_matmul_at`)."""
-        _run(_matmul_at(self._library("matmul_at", A, B), A, B, out, alpha, beta, scratch))
-
-    def column_sums(
-        self,
-        A: np.ndarray,
-        ones: np.ndarray,
-        out: np.ndarray,
-        alpha: float = 1.0,
-        beta: float = 0.0,
-    ) -> None:
-        """``out = alpha * (column sums of A) + beta out`` (see :func:`_column_sums`)."""
-        _run(_column_sums(self._library("column_sums", A, ones), A, ones, out, alpha, beta))
+    matmul = _method(_matmul)
+    affine = _method(_affine)
+    matmul_bt = _method(_matmul_bt)
+    matmul_at = _method(_matmul_at)
+    column_sums = _method(_column_sums)
 
 
 def _as_vector(X: np.ndarray, tx: bool) -> bool:
@@ -343,17 +310,8 @@ class ScipyBlas(Products):
     def scales(self, out: np.ndarray, X: np.ndarray, B: np.ndarray) -> bool:
         return True
 
-    def product(
-        self,
-        X: np.ndarray,
-        tx: bool,
-        B: np.ndarray,
-        tb: bool,
-        out: np.ndarray,
-        alpha: float,
-        beta: float,
-        scratch: np.ndarray | None = None,
-    ) -> tuple[Call, ...]:
+    def product(self, p: Product) -> tuple[Call, ...]:
+        X, tx, B, tb, out, alpha, beta, _ = p
         # out.T = alpha op(B).T @ op(X).T + beta out.T, on positional arguments (keyword
         # parsing costs more than the product at batch size 1)
         if X.ndim == 1:
@@ -416,17 +374,7 @@ class NumpyBlas(Products):
                 return False
         return True
 
-    def product(
-        self,
-        X: np.ndarray,
-        tx: bool,
-        B: np.ndarray,
-        tb: bool,
-        out: np.ndarray,
-        alpha: float,
-        beta: float,
-        scratch: np.ndarray | None = None,
-    ) -> tuple[Call, ...]:
+    def product(self, p: Product) -> tuple[Call, ...]:
         """Plain products through ``np.dot``, the others through cblas where
         :meth:`scales`, else ``np.dot`` into a buffer and numpy arithmetic.
 
@@ -434,11 +382,12 @@ class NumpyBlas(Products):
         saves a pass when ``B`` is the smaller (a batch of deltas against a weight
         matrix).
         """
+        X, tx, B, tb, out, alpha, beta, scratch = p
         x = X.T if tx else X
         if alpha == 1.0 and beta == 0.0:
             return ((np.dot, (x, B.T if tb else B, out)),)
         if self.scales(out, X, B):
-            return (self._cblas_call(X, tx, B, tb, out, alpha, beta),)
+            return (self._cblas_call(p),)
         calls: list[Call] = []
         if scratch is not None and B.size < out.size:
             calls.append((np.multiply, (B, alpha, scratch)))
@@ -454,17 +403,8 @@ class NumpyBlas(Products):
             buf = self._scratch[shape] = np.empty(shape, dtype=self.dtype)
         return buf
 
-    def _cblas_call(
-        self,
-        X: np.ndarray,
-        tx: bool,
-        B: np.ndarray,
-        tb: bool,
-        out: np.ndarray,
-        alpha: float,
-        beta: float,
-    ) -> Call:
-        """The call into cblas for ``out = alpha op(X) @ op(B) + beta out``.
+    def _cblas_call(self, p: Product) -> Call:
+        """The call into cblas for the product ``p``.
 
         Reading the arrays' addresses and converting the arguments to C types costs
         some 4 us, as much as a small product, and the engine passes the same workspace
@@ -473,6 +413,7 @@ class NumpyBlas(Products):
         those ids still name the same arrays (a weak reference each: nothing here keeps
         an array alive) with the same shapes and strides.
         """
+        X, tx, B, tb, out, alpha, beta, _ = p
         vector = _as_vector(X, tx)
         key = (vector, tx, tb, alpha, beta, id(X), id(B), id(out))
         layout = (X.shape, X.strides, B.shape, B.strides, out.shape, out.strides)
