@@ -1,9 +1,13 @@
 """The matrix products of the engine, on C-ordered arrays, through numpy's or scipy's BLAS.
 
-numpy and scipy each ship their own OpenBLAS, with its own pool of threads, and each
-suits some products best. A workspace takes one of three back ends (:func:`blas_for`),
-and every matrix product of its forward sweep, backward dynamic programme and update
-goes through it:
+The engine needs five products (:class:`Products`: ``A @ B``, ``A @ B + b``,
+``A @ B.T``, ``alpha A.T @ B + beta C`` and column sums), each described once in terms
+of a library's two primitive calls (:class:`Library`: whether ``alpha`` and ``beta``
+come free, and the calls for ``C := alpha op(X) @ op(B) + beta C``). numpy and scipy
+each ship their own OpenBLAS, with its own pool of threads, and each suits some products
+best. A workspace takes one of three back ends (:func:`blas_for`), which differ only in
+the library each product runs on, and every matrix product of its forward sweep,
+backward dynamic programme and update goes through it:
 
 * **A batch of one row**, on :class:`ScipyBlas` and one thread (:func:`cap_threads`):
   every product is a matrix-vector product (``gemv``; ``gemm`` with one column is
