@@ -400,10 +400,10 @@ class Limit(Contender):
     * numpy's on one thread, the same way (the fastest for the float32 products of
       batches of 10 to 128 in some measurements, 2026-11-27);
     * each product on whichever of the two runs it faster, on one thread, as small
-      steps do (:class:`~deltaflow._blas.SmallStepBlas`), with ``alpha`` and ``beta``.
+      steps do (:class:`~deltaflow.engine.blas.SmallStepBlas`), with ``alpha`` and ``beta``.
 
     Each way's products are bound to their arrays once (``ops``) and run from a loop,
-    as :class:`~deltaflow.backprop.SgdStep` runs a step's calls. (Until 2026-11-28 they
+    as :class:`~deltaflow.engine.backprop.SgdStep` runs a step's calls. (Until 2026-11-28 they
     were called through the back ends' methods, whose dispatch cost more than the
     products at batch 1: 21 against about 9 us a step for 784-30-10.)
     """
