@@ -30,22 +30,26 @@ function bytes(b64) {
 }
 
 // A quantised heat map (bytes 0..255 standing for -1..1) of side n, painted on canvas.
-function paintMap(canvas, b64, n, grey = false) {
+function paintMap(canvas, b64, n, soft = 0) {
   const q = bytes(b64), img = new ImageData(n, n);
   for (let i = 0; i < n * n; i++) {
-    const v = q[i] / 127.5 - 1;
-    const c = grey ? [255 - q[i], 255 - q[i], 255 - q[i]] : colour(v);
+    const c = colour((q[i] / 127.5 - 1) * (1 - soft));
     img.data.set([c[0], c[1], c[2], 255], 4 * i);
   }
   const tmp = document.createElement("canvas");
   tmp.width = tmp.height = n;
   tmp.getContext("2d").putImageData(img, 0, 0);
   const g = canvas.getContext("2d");
-  g.imageSmoothingEnabled = !grey;
+  g.imageSmoothingEnabled = true;
   g.drawImage(tmp, 0, 0, canvas.width, canvas.height);
 }
 
-const fmt = (x, d = 4) => (x === null || x === undefined ? "-" : Number(x).toPrecision(d).replace(/\.?0+(e|$)/, "$1"));
+function fmt(x, d = 4) {
+  if (x === null || x === undefined) return "-";
+  const v = Number(x);
+  if (v !== 0 && Math.abs(v) < 1e-3) return v.toExponential(Math.max(1, d - 2)).replace("e-", "e&minus;");
+  return v.toPrecision(d).replace(/\.?0+(e|$)/, "$1");
+}
 const sub = (s, l) => `${s}<sup>(${l})</sup>`;
 
 // ------------------------------------------------------------------ socket
@@ -75,7 +79,8 @@ function status(text, bad) {
 
 function setPlaying(on) {
   playing = on;
-  $("train").innerHTML = on ? "&#x275a;&#x275a;" : "&#x25b6;";
+  $("train").innerHTML = on ? '<svg viewBox="0 0 24 24"><path d="M6 5h4v14H6zM14 5h4v14h-4z"/></svg>'
+    : '<svg viewBox="0 0 24 24"><path d="M7 4l13 8-13 8z"/></svg>';
   $("train").classList.toggle("playing", on);
 }
 
@@ -273,7 +278,7 @@ function drawEdges() {
         } else w = W[k][j];
         const width = Math.min(8, Math.max(0.4, Math.abs(w) * 2));
         const x1 = from[0] + from[2], x2 = to[0] - to[2], mx = (x1 + x2) / 2;
-        const rgb = colour(Math.max(-1, Math.min(1, w)));
+        const rgb = k < 0 ? [150, 160, 170] : colour(Math.max(-1, Math.min(1, w)));
         const hot = trace && trace.trace.layers[l - 1] ? " dp" : "";
         out += `<path class="edge${hot}" d="M${x1},${from[1]} C${mx},${from[1]} ${mx},${to[1]} ${x2},${to[1]}" stroke="${css(rgb, 0.85)}" stroke-width="${width.toFixed(2)}"><title>${k >= 0 ? `Θ(${l})_${k}${j} = ${fmt(w)}` : `mean |Θ(1)| into unit ${j} = ${fmt(w)}`}</title></path>`;
       });
@@ -315,8 +320,10 @@ function toCanvas(p, cv) {
 function drawBoundary() {
   const cv = $("boundary"), g = cv.getContext("2d");
   if (!net || !upd) return;
+  $("legend-2d").hidden = net.digits;
+  $("legend-digits").hidden = !net.digits;
   if (net.digits) return drawDigits(cv, g);
-  paintMap(cv, upd.boundary, 50);
+  paintMap(cv, upd.boundary, 50, 0.3);
   const n = net.train_size;
   net.points.forEach((p, i) => {
     const [x, y] = toCanvas(p, cv), rgb = net.labels[i] ? POS : NEG;
@@ -443,9 +450,9 @@ function renderDP() {
       <span class="muted">(${S * Sn} reuses of ${Sn} stored entries)</span></div>
       <table><tr><th>k</th><th>&Sigma;<sub>j</sub> Θ<sub>kj</sub> &middot; δ<sub>j</sub></th><th>= ${sub("Θ", l + 1)}${sub("δ", l + 1)}</th><th>g′(z<sub>k</sub>)</th><th>${sub("δ", l)}<sub>k</sub></th></tr>`;
     for (let k = 0; k < Math.min(S, MAX_ROWS); k++) {
-      const shown = Math.min(Sn, 4);
+      const shown = Math.min(Sn, 3);
       let terms = [];
-      for (let j = 0; j < shown; j++) terms.push(`${fmt(nxt.theta[k][j], 3)}&middot;<span class="num reused">${fmt(nxt.delta[j], 3)}</span>`);
+      for (let j = 0; j < shown; j++) terms.push(`${fmt(nxt.theta[k][j], 3)}&times;<span class="num reused">${fmt(nxt.delta[j], 3)}</span>`);
       if (Sn > shown) terms.push("&hellip;");
       rec += `<tr><td>${k}</td><td class="terms">${terms.join(" + ")}</td><td>${fmt(lay.dC_da[k])}</td><td>${lay.g_prime ? fmt(lay.g_prime[k]) : "Jacobian"}</td><td class="num delta">${fmt(lay.delta[k])}</td></tr>`;
     }
@@ -464,8 +471,8 @@ function renderDP() {
   const c = t.counts;
   let cnt = `<h3>4 &middot; Why a dynamic programme</h3>
     <p>Multiply-adds per example for every weight's gradient, after the forward sweep (${c.forward}):</p>
-    <table><tr><th>dynamic programme</th><td class="num">${c.backward}</td><td class="muted">${c.recursion} Θδ + ${c.derivative} g′ + ${c.read_off} read-off</td></tr>
-    <tr><th>path enumeration</th><td class="num">${c.path_total}</td><td class="muted">every weight summing over its own paths to the output</td></tr></table>
+    <table><tr><th>dynamic programme</th><td class="num">${c.backward}</td><td class="muted">= ${c.recursion} Θδ + ${c.derivative} g′ + ${c.read_off} read-off</td></tr>
+    <tr><th>path enumeration</th><td class="num">${c.path_total}</td><td class="muted">each weight over its own paths</td></tr></table>
     <table><tr><th>layer</th>${c.paths.map((_, i) => `<td>${i + 1}</td>`).join("")}</tr>
     <tr><th>paths per weight</th>${c.paths.map((p) => `<td>${p}</td>`).join("")}</tr>
     <tr><th>enumeration cost</th>${c.path_enumeration.map((p) => `<td>${p}</td>`).join("")}</tr></table>`;
@@ -535,4 +542,5 @@ function wire() {
 }
 
 wire();
+setPlaying(false);
 connect();
