@@ -44,10 +44,11 @@ function paintMap(canvas, b64, n, soft = 0) {
   g.drawImage(tmp, 0, 0, canvas.width, canvas.height);
 }
 
-function fmt(x, d = 4) {
+// A number for the page (HTML); plain=true gives text for a canvas.
+function fmt(x, d = 4, plain = false) {
   if (x === null || x === undefined) return "-";
   const v = Number(x);
-  if (v !== 0 && Math.abs(v) < 1e-3) return v.toExponential(Math.max(1, d - 2)).replace("e-", "e&minus;");
+  if (v !== 0 && Math.abs(v) < 1e-3) return v.toExponential(Math.max(1, d - 2)).replace("e-", plain ? "e-" : "e&minus;");
   return v.toPrecision(d).replace(/\.?0+(e|$)/, "$1");
 }
 const sub = (s, l) => `${s}<sup>(${l})</sup>`;
@@ -393,7 +394,7 @@ function drawCostChart() {
 function drawDeltaLegend() {
   const L = net.sizes.length - 1;
   $("delta-legend").innerHTML = Array.from({ length: L }, (_, i) =>
-    `<span class="sw" style="background:${LAYER_COLOURS[i % LAYER_COLOURS.length]}"></span>δ${sup(i + 1)}`).join(" ") +
+    `<span><span class="sw" style="background:${LAYER_COLOURS[i % LAYER_COLOURS.length]}"></span> δ${sup(i + 1)}</span>`).join(" ") +
     ' <span class="muted">(log scale)</span>';
 }
 
@@ -407,8 +408,8 @@ function drawDeltaChart() {
   norms[0][1].forEach((_, l) => drawLine(g, cv, norms.map((n) => [n[0], n[1][l]]), LAYER_COLOURS[l % LAYER_COLOURS.length], lo, hi, true));
   g.fillStyle = "#888";
   g.font = "10px sans-serif";
-  g.fillText(fmt(hi, 2), 4, 11);
-  g.fillText(fmt(lo, 2), 4, cv.height - 5);
+  g.fillText(fmt(hi, 2, true), 4, 11);
+  g.fillText(fmt(lo, 2, true), 4, cv.height - 5);
 }
 
 // ------------------------------------------------------------------ the dynamic-programme panel
