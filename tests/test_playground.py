@@ -186,8 +186,9 @@ def test_a_step_is_one_batch_and_its_trace_is_the_engines_before_it():
     # the step changed the parameters the way one batch of plain SGD does
     rows = play.order[:7]
     ref = before.copy()
-    ref.fit(play.X[rows], play.data.y[rows], epochs=1, batch_size=7, learning_rate=0.1,
-            shuffle=False)
+    ref.fit(
+        play.X[rows], play.data.y[rows], epochs=1, batch_size=7, learning_rate=0.1, shuffle=False
+    )
     for w, w_ref in zip(play.net.weights, ref.weights):
         np.testing.assert_allclose(w, w_ref, rtol=1e-12)
     # the next step's trace starts where this batch ended
@@ -216,8 +217,15 @@ def test_reset_draws_new_weights_for_the_same_data():
 
 
 def test_digits_session_shows_test_images_by_class():
-    play = Playground(Settings(dataset="digits", cost="cross_entropy", hidden=(6,),
-                               activations=("relu",), train_ratio=70))
+    play = Playground(
+        Settings(
+            dataset="digits",
+            cost="cross_entropy",
+            hidden=(6,),
+            activations=("relu",),
+            train_ratio=70,
+        )
+    )
     assert play.net.sizes == [64, 6, 10]
     described = play.describe()
     assert described["image_labels"] == sorted(described["image_labels"])
@@ -247,8 +255,10 @@ def test_cli_without_the_web_extra_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     assert main(["playground", "--no-browser", "--port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ['deltaflow: error: the playground needs the web extra; install it with: '
-                   'pip install "deltaflow[web]"']
+    assert err == [
+        "deltaflow: error: the playground needs the web extra; install it with: "
+        'pip install "deltaflow[web]"'
+    ]
 
 
 def test_cli_refuses_a_taken_port_and_a_bad_one(capsys):

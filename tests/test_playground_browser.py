@@ -47,8 +47,8 @@ def url():
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
-        assert line.startswith("deltaflow playground at http://127.0.0.1:"), (
-            line + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        assert line.startswith("deltaflow playground at http://127.0.0.1:"), line + (
+            proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
         )
         yield line.split()[3]
     finally:
@@ -87,7 +87,9 @@ def test_playing_for_a_few_seconds_lowers_the_cost(page):
     first, first_test = _number(page, "#loss"), _number(page, "#test-loss")
     assert _number(page, "#epoch") == 0
     page.click("#train")
-    page.wait_for_function("Number(document.querySelector('#epoch').textContent) >= 30", timeout=20000)
+    page.wait_for_function(
+        "Number(document.querySelector('#epoch').textContent) >= 30", timeout=20000
+    )
     page.click("#train")
     page.wait_for_function("!document.querySelector('#train').classList.contains('playing')")
     assert _number(page, "#loss") < 0.6 * first
@@ -131,7 +133,9 @@ def test_changing_the_data_set_and_the_layers(page):
     page.click("#remove-layer")
     page.wait_for_function("document.querySelectorAll('#columns .column').length === 3")
     page.select_option("#dataset", "digits")
-    page.wait_for_function("document.querySelectorAll('#columns .column:last-child .node').length === 10")
+    page.wait_for_function(
+        "document.querySelectorAll('#columns .column:last-child .node').length === 10"
+    )
     page.click("#step")
     page.wait_for_selector("#dp td.delta")
     # a digits network is 64 inputs - 5 - 10 outputs: ten deltas in the base case
@@ -148,7 +152,9 @@ def _picture(png: bytes) -> np.ndarray:
 
 def test_screenshot_is_a_real_picture_at_both_sizes(page):
     page.click("#train")
-    page.wait_for_function("Number(document.querySelector('#epoch').textContent) >= 10", timeout=20000)
+    page.wait_for_function(
+        "Number(document.querySelector('#epoch').textContent) >= 10", timeout=20000
+    )
     page.click("#train")
     page.wait_for_selector("#dp td.delta")
     img = _picture(page.screenshot())

@@ -21,7 +21,18 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from deltaflow.web import server  # noqa: E402
 
-IDS = ("dataset", "layers", "train", "step", "reset", "loss", "test-loss", "epoch", "boundary", "dp")
+IDS = (
+    "dataset",
+    "layers",
+    "train",
+    "step",
+    "reset",
+    "loss",
+    "test-loss",
+    "epoch",
+    "boundary",
+    "dp",
+)
 
 
 @pytest.fixture
@@ -65,7 +76,9 @@ def test_a_session_configures_steps_and_traces(client):
     with client.websocket_connect("/ws") as ws:
         network, update = _open(ws)
         assert network["sizes"] == [2, 4, 2, 1] and update["epoch"] == 0
-        ws.send_text(json.dumps({"type": "configure", "settings": {"hidden": [3], "dataset": "xor"}}))
+        ws.send_text(
+            json.dumps({"type": "configure", "settings": {"hidden": [3], "dataset": "xor"}})
+        )
         network, update = _until(ws, "network")[-1], ws.receive_json()
         assert network["sizes"] == [2, 3, 1] and network["settings"]["dataset"] == "xor"
         assert update["type"] == "update"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -172,8 +172,8 @@ class _Connection:
         return True
 
 
-def _static(name: str) -> Any:
-    return resources.files("deltaflow.web").joinpath("static", name)
+#: The page, its script and its style sheet, shipped inside the package.
+STATIC = Path(__file__).with_name("static")
 
 
 def create_app(*, max_sessions: int = MAX_SESSIONS) -> Starlette:
@@ -181,7 +181,7 @@ def create_app(*, max_sessions: int = MAX_SESSIONS) -> Starlette:
     live: set[_Connection] = set()
 
     async def index(request: Any) -> Response:
-        return FileResponse(str(_static("index.html")), media_type="text/html")
+        return FileResponse(STATIC / "index.html", media_type="text/html")
 
     async def health(request: Any) -> Response:
         return PlainTextResponse(f"sessions {len(live)}\n")
@@ -207,7 +207,7 @@ def create_app(*, max_sessions: int = MAX_SESSIONS) -> Starlette:
             Route("/", index),
             Route("/health", health),
             WebSocketRoute("/ws", socket),
-            Mount("/static", StaticFiles(directory=str(_static(""))), name="static"),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
     app.state.sessions = live

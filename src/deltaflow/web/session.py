@@ -235,7 +235,9 @@ class Playground:
             order = rng.permutation(len(y))
             m = min(max(1, round(len(y) * s.train_ratio / 100)), len(y) - 1)
             train, test = order[:m], order[m:]
-            self.data = _Data(P[train], y[train], P[test], y[test], np.concatenate([P[train], P[test]]))
+            self.data = _Data(
+                P[train], y[train], P[test], y[test], np.concatenate([P[train], P[test]])
+            )
         self._new_network()
 
     @property
