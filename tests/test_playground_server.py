@@ -191,3 +191,32 @@ def test_too_many_messages_are_refused_then_the_page_is_disconnected(client, mon
         errors = [m["message"] for m in seen if m["type"] == "error"]
         assert errors[:3] == ["too many messages: at most 0.01 a second"] * 3
         assert errors[-1] == "too many messages; disconnected"
+
+
+def test_a_page_from_another_site_is_refused(client):
+    with client.websocket_connect("/ws", headers={"origin": "http://evil.example"}) as ws:
+        assert ws.receive_json() == {
+            "type": "error",
+            "message": "connections from other sites are refused",
+        }
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008
+    with client.websocket_connect("/ws", headers={"origin": "http://testserver"}) as ws:
+        assert ws.receive_json()["type"] == "network"
+
+
+@pytest.mark.parametrize(
+    "origin, host, ok",
+    [
+        (None, "127.0.0.1:8765", True),
+        ("http://127.0.0.1:8765", "127.0.0.1:8765", True),
+        ("http://LOCALHOST:8765", "localhost:8765", True),
+        ("http://127.0.0.1:8766", "127.0.0.1:8765", False),
+        ("https://example.com", "127.0.0.1:8765", False),
+        ("null", "127.0.0.1:8765", False),
+        ("http://127.0.0.1:8765", None, False),
+    ],
+)
+def test_same_origin(origin, host, ok):
+    assert server.same_origin(origin, host) is ok

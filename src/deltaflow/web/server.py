@@ -20,6 +20,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any
 
 from starlette.applications import Starlette
@@ -82,6 +83,17 @@ def parse(text: Any) -> dict[str, Any]:
     if not isinstance(msg, dict) or msg.get("type") not in _TYPES:
         raise DeltaflowError(f"message must be an object whose type is one of {', '.join(_TYPES)}")
     return msg
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """Whether a WebSocket's ``Origin`` is the page this server served (or absent).
+
+    Browsers always send ``Origin``; a page from another site would carry that site's.
+    Programs that send none (scripts, tests) are let in.
+    """
+    if origin is None:
+        return True
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
 
 
 class _Connection:
@@ -188,6 +200,11 @@ def create_app(*, max_sessions: int = MAX_SESSIONS) -> Starlette:
 
     async def socket(ws: WebSocket) -> None:
         await ws.accept()
+        if not same_origin(ws.headers.get("origin"), ws.headers.get("host")):
+            # another site's page in the same browser must not drive this server
+            await ws.send_text(json.dumps(_error("connections from other sites are refused")))
+            await ws.close(code=1008)
+            return
         if len(live) >= max_sessions:
             full = f"the playground serves {max_sessions} tabs at most; close one and reload"
             await ws.send_text(json.dumps(_error(full)))
