@@ -189,7 +189,8 @@ def test_too_many_messages_are_refused_then_the_page_is_disconnected(client, mon
                 seen.append(ws.receive_json())
         assert closed.value.code == 1008
         errors = [m["message"] for m in seen if m["type"] == "error"]
-        assert errors[:3] == ["too many messages: at most 0.01 a second"] * 3
+        refused = "too many messages: at most 0.01 a second (a step or trace counts 4)"
+        assert errors[:3] == [refused] * 3
         assert errors[-1] == "too many messages; disconnected"
 
 
@@ -220,3 +221,16 @@ def test_a_page_from_another_site_is_refused(client):
 )
 def test_same_origin(origin, host, ok):
     assert server.same_origin(origin, host) is ok
+
+
+def test_a_trace_costs_more_of_the_rate_than_a_play(client, monkeypatch):
+    monkeypatch.setattr(server, "BURST", 5)
+    monkeypatch.setattr(server, "RATE", 0.01)
+    with client.websocket_connect("/ws") as ws:
+        _open(ws)
+        ws.send_text(json.dumps({"type": "trace"}))  # 4 of the 5
+        assert ws.receive_json()["type"] == "trace"
+        ws.send_text(json.dumps({"type": "trace"}))
+        assert ws.receive_json()["message"].startswith("too many messages")
+        ws.send_text(json.dumps({"type": "explode"}))  # 1: refused for what it says
+        assert "type is one of" in ws.receive_json()["message"]

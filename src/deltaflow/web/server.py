@@ -20,8 +20,8 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.responses import FileResponse, PlainTextResponse, Response
@@ -45,6 +45,8 @@ BURST, RATE = 40, 20.0
 MAX_REFUSED = 100
 
 _TYPES = ("configure", "play", "pause", "step", "reset", "trace")
+#: What a message costs from the bucket: a trace runs a finite difference per parameter.
+_COST = {"step": 4, "trace": 4, "pause": 4, "configure": 2, "reset": 2}
 
 
 class _Bucket:
@@ -55,14 +57,14 @@ class _Bucket:
         self.tokens, self.last = float(burst), time.monotonic()
         self.refused = 0
 
-    def take(self) -> bool:
+    def take(self, cost: int = 1) -> bool:
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
-        if self.tokens < 1:
+        if self.tokens < cost:
             self.refused += 1
             return False
-        self.tokens -= 1
+        self.tokens -= cost
         return True
 
 
@@ -167,15 +169,25 @@ class _Connection:
 
     async def message(self, raw: Any) -> bool:
         """Handle one message; False when the page is to be disconnected."""
-        if not self.bucket.take():
+        problem = ""
+        try:
+            msg: dict[str, Any] | None = parse(raw)
+        except DeltaflowError as exc:
+            msg, problem = None, str(exc)
+        if not self.bucket.take(_COST.get(msg["type"], 1) if msg else 1):
             if self.bucket.refused >= MAX_REFUSED:
                 await self.send(_error("too many messages; disconnected"))
                 await self.ws.close(code=1008)
                 return False
-            await self.send(_error(f"too many messages: at most {RATE:g} a second"))
+            await self.send(
+                _error(f"too many messages: at most {RATE:g} a second (a step or trace counts 4)")
+            )
+            return True
+        if msg is None:
+            await self.send(_error(problem))
             return True
         try:
-            await self.handle(parse(raw))
+            await self.handle(msg)
         except DeltaflowError as exc:
             await self.send(_error(str(exc)))
         except (ValueError, TypeError, OverflowError, MemoryError) as exc:
