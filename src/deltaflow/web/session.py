@@ -20,12 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import backprop
+from .. import OPTIMIZERS, Network, backprop, evaluate, fit, get_optimizer
 from ..errors import ConfigError, DivergenceError
 from ..explain import trace_step
-from ..network import Network
-from ..optimizers import OPTIMIZERS, Optimizer, get_optimizer
-from ..train import evaluate, fit
 from .datasets import DATASETS, DOMAIN, FEATURES, features, make_points
 
 __all__ = ["COSTS", "HIDDEN_ACTIVATIONS", "LIMITS", "Playground", "Settings"]
@@ -261,7 +258,7 @@ class Playground:
         self.X_test = self._inputs(self.data.X_test)
         self.rng = np.random.default_rng(s.seed + 1)
         self.order = self.rng.permutation(len(self.data.y))
-        self.optimizer: Optimizer = get_optimizer(s.optimizer)
+        self.optimizer = get_optimizer(s.optimizer)  # kept between calls to fit: its state
         self.progress = _Progress()
         self.delta_norms: list[list[float]] = []
         if self.is_digits:
