@@ -110,6 +110,10 @@ def test_a_step_fills_the_dynamic_programme_panel_with_deltas(page):
     assert all(np.isfinite(values)) and any(v != 0 for v in values)
     reused = page.eval_on_selector_all("#dp .num.reused", "els => els.length")
     assert reused > 0
+    # pointing at delta^(3)_0 lights it up in the base case, the recursion and the read-off
+    page.hover("#dp .vec .num.reused")
+    lit = page.eval_on_selector_all("#dp .hl", "els => els.map(e => e.dataset.ref)")
+    assert len(lit) >= 4 and set(lit) == {"3:0"}
     assert "path enumeration" in page.text_content("#dp")
     assert _number(page, "#epoch") == 0  # one mini-batch of 10 is not yet an epoch
     # hovering a hidden unit shows its z, a, g'(z) and delta from the trace

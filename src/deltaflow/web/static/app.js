@@ -415,8 +415,10 @@ function drawDeltaChart() {
 // ------------------------------------------------------------------ the dynamic-programme panel
 const MAX_ROWS = 16;
 
-function vec(values, cls = "") {
-  return `<span class="vec">[${values.map((v) => `<span class="num ${cls}">${fmt(v)}</span>`).join(", ")}]</span>`;
+// A vector of numbers; with a layer l, entry j is marked as delta^(l)_j for highlighting.
+function vec(values, cls = "", l = null) {
+  const ref = (j) => (l === null ? "" : ` data-ref="${l}:${j}"`);
+  return `<span class="vec">[${values.map((v, j) => `<span class="num ${cls}"${ref(j)}>${fmt(v)}</span>`).join(", ")}]</span>`;
 }
 
 function renderDP() {
@@ -431,11 +433,11 @@ function renderDP() {
     <table><tr><th>j</th><th>${sub("a", L)}<sub>j</sub></th><th>y<sub>j</sub></th>`;
   if (out.dC_da === null) {
     base += `<th>${sub("δ", L)}<sub>j</sub> = a &minus; y</th></tr>`;
-    out.delta.forEach((d, j) => (base += `<tr><td>${j}</td><td>${fmt(out.a[j])}</td><td>${fmt(t.y[j])}</td><td class="num delta">${fmt(d)}</td></tr>`));
+    out.delta.forEach((d, j) => (base += `<tr><td>${j}</td><td>${fmt(out.a[j])}</td><td>${fmt(t.y[j])}</td><td class="num delta" data-ref="${L}:${j}">${fmt(d)}</td></tr>`));
     base += `</table><p class="muted">With this output and cost the 1/a of the cost's derivative cancels g′: the engine's base case is a &minus; y.</p>`;
   } else {
     base += `<th>∂C/∂a<sub>j</sub></th><th>g′(z<sub>j</sub>)</th><th>${sub("δ", L)}<sub>j</sub></th></tr>`;
-    out.delta.forEach((d, j) => (base += `<tr><td>${j}</td><td>${fmt(out.a[j])}</td><td>${fmt(t.y[j])}</td><td>${fmt(out.dC_da[j])}</td><td>${out.g_prime ? fmt(out.g_prime[j]) : "Jacobian"}</td><td class="num delta">${fmt(d)}</td></tr>`));
+    out.delta.forEach((d, j) => (base += `<tr><td>${j}</td><td>${fmt(out.a[j])}</td><td>${fmt(t.y[j])}</td><td>${fmt(out.dC_da[j])}</td><td>${out.g_prime ? fmt(out.g_prime[j]) : "Jacobian"}</td><td class="num delta" data-ref="${L}:${j}">${fmt(d)}</td></tr>`));
     base += "</table>";
   }
   cards.push(base);
@@ -444,18 +446,19 @@ function renderDP() {
   let rec = `<h3>2 &middot; Recursion: each ${sub("δ", "l")} from ${sub("δ", "l+1")}</h3>`;
   if (L === 1) rec += "<p>No hidden layer: no recursion.</p>";
   else rec += `<p>${sub("δ", "l")}<sub>k</sub> = g′(${sub("z", "l")}<sub>k</sub>) &middot; &Sigma;<sub>j</sub> ${sub("Θ", "l+1")}<sub>kj</sub> ${sub("δ", "l+1")}<sub>j</sub>.
-    The highlighted entries were computed once, one layer up, and every unit below reuses them.</p>`;
+    The highlighted entries were computed once, one layer up, and every unit below reuses them:
+    point at one to see everywhere it is used.</p>`;
   for (let l = L - 1; l >= 1; l--) {
     const lay = t.layers[l - 1], nxt = t.layers[l], S = lay.delta.length, Sn = nxt.delta.length;
-    rec += `<div class="layer-rec"><div>Layer ${l} reuses ${sub("δ", l + 1)} = ${vec(nxt.delta, "reused")} in each of its ${S} units
+    rec += `<div class="layer-rec"><div>Layer ${l} reuses ${sub("δ", l + 1)} = ${vec(nxt.delta, "reused", l + 1)} in each of its ${S} units
       <span class="muted">(${S * Sn} reuses of ${Sn} stored entries)</span></div>
       <table><tr><th>k</th><th>&Sigma;<sub>j</sub> Θ<sub>kj</sub> &middot; δ<sub>j</sub></th><th>= ${sub("Θ", l + 1)}${sub("δ", l + 1)}</th><th>g′(z<sub>k</sub>)</th><th>${sub("δ", l)}<sub>k</sub></th></tr>`;
     for (let k = 0; k < Math.min(S, MAX_ROWS); k++) {
       const shown = Math.min(Sn, 3);
       let terms = [];
-      for (let j = 0; j < shown; j++) terms.push(`${fmt(nxt.theta[k][j], 3)}&times;<span class="num reused">${fmt(nxt.delta[j], 3)}</span>`);
+      for (let j = 0; j < shown; j++) terms.push(`${fmt(nxt.theta[k][j], 3)}&times;<span class="num reused" data-ref="${l + 1}:${j}">${fmt(nxt.delta[j], 3)}</span>`);
       if (Sn > shown) terms.push("&hellip;");
-      rec += `<tr><td>${k}</td><td class="terms">${terms.join(" + ")}</td><td>${fmt(lay.dC_da[k])}</td><td>${lay.g_prime ? fmt(lay.g_prime[k]) : "Jacobian"}</td><td class="num delta">${fmt(lay.delta[k])}</td></tr>`;
+      rec += `<tr><td>${k}</td><td class="terms">${terms.join(" + ")}</td><td>${fmt(lay.dC_da[k])}</td><td>${lay.g_prime ? fmt(lay.g_prime[k]) : "Jacobian"}</td><td class="num delta" data-ref="${l}:${k}">${fmt(lay.delta[k])}</td></tr>`;
     }
     rec += "</table></div>";
   }
@@ -472,8 +475,10 @@ function renderDP() {
   const c = t.counts;
   let cnt = `<h3>4 &middot; Why a dynamic programme</h3>
     <p>Multiply-adds per example for every weight's gradient, after the forward sweep (${c.forward}):</p>
-    <table><tr><th>dynamic programme</th><td class="num">${c.backward}</td><td class="muted">= ${c.recursion} Θδ + ${c.derivative} g′ + ${c.read_off} read-off</td></tr>
-    <tr><th>path enumeration</th><td class="num">${c.path_total}</td><td class="muted">each weight over its own paths</td></tr></table>
+    <table><tr><th>dynamic programme</th><td class="num">${c.backward}</td></tr>
+    <tr><th>path enumeration</th><td class="num">${c.path_total}</td></tr></table>
+    <p class="muted">The programme: ${c.recursion} for Θδ, ${c.derivative} for g′ and ${c.read_off} to read off a<sub>k</sub>δ<sub>j</sub>.
+    Path enumeration: each weight on its own, summed over every path to the output.</p>
     <table><tr><th>layer</th>${c.paths.map((_, i) => `<td>${i + 1}</td>`).join("")}</tr>
     <tr><th>paths per weight</th>${c.paths.map((p) => `<td>${p}</td>`).join("")}</tr>
     <tr><th>enumeration cost</th>${c.path_enumeration.map((p) => `<td>${p}</td>`).join("")}</tr></table>`;
@@ -481,7 +486,8 @@ function renderDP() {
   cnt += `<p>After one SGD step on this example (α = ${fmt(t.learning_rate)}), C<sub>0</sub> goes from ${fmt(t.cost)} to ${fmt(t.cost_after)}.</p>`;
   cards.push(cnt);
 
-  $("dp-body").innerHTML = cards.map((h) => `<div class="card">${h}</div>`).join("");
+  const wide = [false, true, true, false];  // the recursion and the read-off get a whole row
+  $("dp-body").innerHTML = cards.map((h, i) => `<div class="card${wide[i] ? " wide" : ""}">${h}</div>`).join("");
   const tabs = $("dp-body").querySelectorAll(".tabs button");
   tabs.forEach((b) => (b.onclick = () => { tabs.forEach((x) => x.classList.toggle("on", x === b)); renderReadOff(Number(b.dataset.l)); }));
   tabs[tabs.length - 1].click();
@@ -494,7 +500,7 @@ function renderReadOff(l) {
     for (let j = 0; j < lay.theta[0].length && rows.length < MAX_ROWS; j++) rows.push([k, j]);
   const total = lay.theta.length * lay.theta[0].length;
   let h = `<table><tr><th>Θ<sub>kj</sub></th><th>a<sub>k</sub></th><th>δ<sub>j</sub></th><th>engine ∂C/∂Θ</th><th>finite difference</th></tr>`;
-  rows.forEach(([k, j]) => (h += `<tr><td>${sub("Θ", l)}<sub>${k},${j}</sub></td><td>${fmt(aPrev[k])}</td><td class="num delta">${fmt(lay.delta[j])}</td><td class="num">${fmt(lay.dtheta[k][j])}</td><td>${fmt(lay.fd_dtheta[k][j])}</td></tr>`));
+  rows.forEach(([k, j]) => (h += `<tr><td>${sub("Θ", l)}<sub>${k},${j}</sub></td><td>${fmt(aPrev[k])}</td><td class="num delta" data-ref="${l}:${j}">${fmt(lay.delta[j])}</td><td class="num">${fmt(lay.dtheta[k][j])}</td><td>${fmt(lay.fd_dtheta[k][j])}</td></tr>`));
   h += "</table>";
   if (total > rows.length) h += `<p class="muted">${rows.length} of ${total} weights shown.</p>`;
   $("readoff").innerHTML = h;
@@ -540,6 +546,12 @@ function wire() {
     if (best !== null) send({ type: "trace", row: best });
   };
   addEventListener("resize", () => drawEdges());
+  // pointing at an entry delta^(l)_j lights up every place the panel shows it
+  $("dp-body").onmouseover = (e) => {
+    const ref = e.target.closest("[data-ref]")?.dataset.ref;
+    $("dp-body").querySelectorAll(".hl").forEach((el) => el.classList.remove("hl"));
+    if (ref) $("dp-body").querySelectorAll(`[data-ref="${ref}"]`).forEach((el) => el.classList.add("hl"));
+  };
 }
 
 wire();
