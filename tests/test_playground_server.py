@@ -69,7 +69,11 @@ def test_the_page_and_its_files_are_served_with_the_stable_ids(client):
     assert client.get("/static/missing.js").status_code == 404
     assert client.get("/nothing").status_code == 404
     # every file the page loads is local: no CDN
-    assert "https://" not in page.text and "https://" not in client.get("/static/app.js").text
+    script = client.get("/static/app.js").text
+    assert "https://" not in page.text and "https://" not in script
+    # the page draws; the engine computes: no activation, cost or derivative in the script
+    for maths in ("Math.exp", "Math.tanh", "Math.log(", "sigmoid(", "softmax("):
+        assert maths not in script
 
 
 def test_a_session_configures_steps_and_traces(client):
