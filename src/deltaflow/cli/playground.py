@@ -8,7 +8,7 @@ import threading
 import webbrowser
 from typing import Any
 
-from ..errors import ConfigError
+from deltaflow.errors import ConfigError
 
 INSTALL_HINT = 'the playground needs the web extra; install it with: pip install "deltaflow[web]"'
 
@@ -60,7 +60,7 @@ def run(args: Any) -> int:
     try:
         import uvicorn
 
-        from ..web.server import MAX_MESSAGE_BYTES, create_app
+        from deltaflow.web.server import MAX_MESSAGE_BYTES, create_app
     except ImportError:
         print(f"deltaflow: error: {INSTALL_HINT}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from deltaflow.errors import ConfigError
 
 __all__ = ["DATASETS", "DOMAIN", "FEATURES", "features", "make_points"]
 

@@ -29,8 +29,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..errors import DeltaflowError
-from .session import Playground
+from deltaflow.errors import DeltaflowError
+from deltaflow.web.session import Playground
 
 __all__ = ["FRAMES_PER_SECOND", "MAX_MESSAGE_BYTES", "MAX_SESSIONS", "create_app"]
 

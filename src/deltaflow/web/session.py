@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import OPTIMIZERS, Network, backprop, evaluate, fit, get_optimizer
-from ..errors import ConfigError, DivergenceError
-from ..explain import trace_step
-from .datasets import DATASETS, DOMAIN, FEATURES, features, make_points
+from deltaflow import OPTIMIZERS, Network, evaluate, fit, get_optimizer
+from deltaflow.engine import backprop
+from deltaflow.errors import ConfigError, DivergenceError
+from deltaflow.explain import trace_step
+from deltaflow.web.datasets import DATASETS, DOMAIN, FEATURES, features, make_points
 
 __all__ = ["COSTS", "HIDDEN_ACTIVATIONS", "LIMITS", "Playground", "Settings"]
 
@@ -219,7 +220,7 @@ class Playground:
         s = self.settings
         rng = np.random.default_rng(s.seed)
         if s.dataset == "digits":
-            from ..data import load_digits
+            from deltaflow.data import load_digits
 
             d = load_digits(test_size=1 - s.train_ratio / 100, seed=s.seed)
             assert d.X_test is not None and d.y_test is not None
