@@ -57,6 +57,9 @@ class BatchSource(Protocol):
     ----------
     m : int
         Rows per epoch.
+    total_weight : float
+        The sum of the sample weights of an epoch's rows (``m`` when unweighted): the
+        epoch's cost is the weighted sum of its batches' costs over it.
     order : ndarray of intp, shape (m,)
         The rows in the order the current epoch serves them. The source changes it in
         place (a checkpoint stores it and restores it in place with ``order[...] = ...``,
@@ -64,6 +67,7 @@ class BatchSource(Protocol):
     """
 
     m: int
+    total_weight: float
     order: np.ndarray
 
     def bind(self, ws: Workspace) -> None:
@@ -110,6 +114,7 @@ class ArraySource:
             )
         self.X, self.Y, self.W = X, Y, W
         self.m = X.shape[0]
+        self.total_weight = self.m if W is None else float(W.sum())
         self.shuffle = shuffle
         self.order = np.arange(self.m)
         self._full: Batch | None = None
