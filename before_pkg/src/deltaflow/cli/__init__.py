@@ -1,0 +1,77 @@
+"""The ``deltaflow`` command line: argument parsing and printing only.
+
+Each sub-command lives in a module of this package that exposes ``register(sub)``,
+adding its parser and setting ``func`` to a handler ``func(args) -> int``. The handlers
+call the library; they hold no mathematics.
+
+:func:`main` turns every deltaflow error into one line on stderr and exit status 2:
+a user never sees a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from deltaflow import __version__
+from deltaflow.cli import bench, evaluate, explain, gradcheck, predict, train
+from deltaflow.errors import DeltaflowError
+
+__all__ = ["build_parser", "main"]
+
+COMMANDS = [train, evaluate, predict, gradcheck, explain, bench]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` can return a status."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="deltaflow",
+        description=(
+            "Train fully connected networks with backpropagation written out as a "
+            "dynamic programme."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"deltaflow {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.func(args))
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else 0
+    except DeltaflowError as exc:
+        print(f"deltaflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deltaflow: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"deltaflow: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
