@@ -94,6 +94,11 @@ def check_data_options(args: argparse.Namespace) -> None:
     if args.data_dir is not None:
         raise ConfigError("--data-dir is for --data mnist; drop it for a file")
     if not Path(args.data).exists():
+        if not args.data.lower().endswith((".csv", ".csv.gz", ".npz")):
+            raise DataError(
+                f"unknown data source {args.data!r}; expected 'digits', 'mnist', or a path "
+                "to a .csv, .csv.gz or .npz file"
+            )
         raise DataError(f"no such file: {args.data}")
 
 
