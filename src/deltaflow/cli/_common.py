@@ -261,7 +261,7 @@ def check_output(path: str | os.PathLike[str], force: bool, what: str) -> Path:
 
 
 def stderr_console(quiet: bool = False) -> Console:
-    return Console(file=sys.stderr, quiet=quiet, highlight=False)
+    return Console(file=sys.stderr, quiet=quiet, highlight=False, soft_wrap=True)
 
 
 def add_scale_option(g: Any) -> None:

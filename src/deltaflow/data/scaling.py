@@ -87,7 +87,7 @@ class Scaling:
             return None
         z = self.apply(X)
         centre = 0.0 if self.kind == "standard" else 0.5
-        limit = 3.0 if self.kind == "standard" else 1.5
+        limit = 1.5 if self.kind == "standard" else 1.0
         off = float(np.median(np.abs(z.mean(axis=0, dtype=np.float64) - centre)))
         if off > limit:
             return (
