@@ -195,7 +195,10 @@ def _bad_files(tmp_path):
         (["train", "--epochs", "0"], "--epochs must be at least 1"),
         (["train", "--dtype", "int8"], "dtype must be"),
         (["train", "--layers", "64,30,5"], "label 9 but the output layer has 5"),
-        (["train", "--data", "{tmp}/bad.csv", "--label-column", "0"], "line 2 has 2 fields, expected 3"),
+        (
+            ["train", "--data", "{tmp}/bad.csv", "--label-column", "0"],
+            "line 2 has 2 fields, expected 3",
+        ),
         (["train", "--data", "{tmp}/missing.csv"], "no such file"),
         (["train", "--data", "foo"], "unknown data source"),
         (["train", "--data", "mnist", "--data-dir", "{tmp}/emptydir"], "train-images-idx3-ubyte"),

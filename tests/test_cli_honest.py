@@ -17,7 +17,6 @@ import pytest
 import deltaflow
 from deltaflow import load
 from deltaflow.cli import main
-from deltaflow.data import load_digits
 from deltaflow.io import load_extra, save
 
 
@@ -36,7 +35,9 @@ def digits_csv(path, *, header=True, sep=","):
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
-    rows = [sep.join(str(int(v)) for v in x) + f"{sep}{t}" for x, t in zip(bunch.data, bunch.target)]
+    rows = [
+        sep.join(str(int(v)) for v in x) + f"{sep}{t}" for x, t in zip(bunch.data, bunch.target)
+    ]
     head = [sep.join([*(f"px{i}" for i in range(64)), "label"])] if header else []
     path.write_text("\n".join(head + rows) + "\n")
     return path
@@ -129,7 +130,9 @@ def test_iris_with_named_labels_trains_and_predicts_names(capsys, tmp_path):
     assert load_extra(model)["class_names"] == ["setosa", "versicolor", "virginica"]
     inputs = tmp_path / "in.csv"
     lines = data.read_text().splitlines()
-    inputs.write_text("\n".join(",".join(r.split(",")[:4]) for r in (lines[1], lines[51], lines[101])))
+    inputs.write_text(
+        "\n".join(",".join(r.split(",")[:4]) for r in (lines[1], lines[51], lines[101]))
+    )
     code, out, err = run(capsys, "predict", model, inputs)
     assert code == 0, err
     assert [r.split(",")[0] for r in out.splitlines()] == [
@@ -260,7 +263,7 @@ def test_an_os_error_during_the_work_is_one_line(capsys, tmp_path, monkeypatch):
     model = tmp_path / "m.safetensors"
     code, out, err = run(capsys, "train", "-q", "--epochs", "1", "--save", model)
     assert code == 2
-    assert err == f"deltaflow: error: No space left on device\n"
+    assert err == "deltaflow: error: No space left on device\n"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -335,7 +338,16 @@ def test_the_wheel_installs_and_trains_outside_the_repository(tmp_path):
     root = Path(__file__).resolve().parents[1]
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(root)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(dist),
+            str(root),
+        ],
         check=True,
         capture_output=True,
     )

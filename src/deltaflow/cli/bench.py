@@ -13,8 +13,8 @@ from deltaflow.bench import (
     CONTENDERS,
     DTYPES,
     Row,
-    format_table,
     available,
+    format_table,
     parse_architecture,
     run_grid,
 )

@@ -118,18 +118,26 @@ def _rows(
         if args.all_rows:
             X = np.concatenate([rows.X_train, rows.X_test])
             y = np.concatenate([rows.y_train, rows.y_test])
-            return X, y, (
-                f"all {X.shape[0]} rows, including the {rows.X_train.shape[0]} the model "
-                "was trained on (--all-rows)"
+            return (
+                X,
+                y,
+                (
+                    f"all {X.shape[0]} rows, including the {rows.X_train.shape[0]} the model "
+                    "was trained on (--all-rows)"
+                ),
             )
         how = (
             "the source's own test split"
             if split["test_fraction"] is None
             else f"fraction {split['test_fraction']:g}, seed {split['seed']}"
         )
-        return rows.X_test, rows.y_test, (
-            f"the {rows.X_test.shape[0]} test rows held out from {describe_source(split)} "
-            f"at training ({how}; recorded in the model file)"
+        return (
+            rows.X_test,
+            rows.y_test,
+            (
+                f"the {rows.X_test.shape[0]} test rows held out from {describe_source(split)} "
+                f"at training ({how}; recorded in the model file)"
+            ),
         )
     if data.X_test is not None and data.y_test is not None and not args.all_rows:
         what = (
@@ -142,11 +150,19 @@ def _rows(
     if data.X_test is not None and data.y_test is not None:
         X, y = np.concatenate([X, data.X_test]), np.concatenate([y, data.y_test])
     if split is None:
-        return X, y, (
-            f"all {X.shape[0]} rows; the model file does not record which rows it was "
-            "trained on, so these may include training rows"
+        return (
+            X,
+            y,
+            (
+                f"all {X.shape[0]} rows; the model file does not record which rows it was "
+                "trained on, so these may include training rows"
+            ),
         )
-    return X, y, (
-        f"all {X.shape[0]} rows; not the source the model was trained on "
-        f"({Path(split['source']).name})"
+    return (
+        X,
+        y,
+        (
+            f"all {X.shape[0]} rows; not the source the model was trained on "
+            f"({Path(split['source']).name})"
+        ),
     )

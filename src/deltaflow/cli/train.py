@@ -259,7 +259,10 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
             net, X, y, optimizer=args.optimizer, batch_size=args.batch_size, seed=args.seed
         )
         lr = args.learning_rate = float(f"{lr:.3g}")
-        console.print(f"--lr auto: a range test on {min(X.shape[0], 1000)} rows picked alpha={lr:g}")
+        console.print(
+            f"--lr auto: a range test on {min(X.shape[0], 1000)} rows picked alpha={lr:g}"
+    assert not isinstance(lr, str)  # 'auto' was replaced by the rate it picked
+        )
 
     console.print(
         f"[bold]{escape(data.name)}[/]: {X.shape[0]} training and {X_test.shape[0]} test "
@@ -284,8 +287,7 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
             raise
         io.save(net, checked.save, extra=extra)  # fit restored the epoch's finite start
         raise DivergenceError(
-            f"{exc}; saved the last finite weights (from the start of that epoch) to "
-            f"{checked.save}"
+            f"{exc}; saved the last finite weights (from the start of that epoch) to {checked.save}"
         ) from None
     seconds = time.perf_counter() - t0
     test_cost, test_acc = evaluate(net, X_test, y_test)
@@ -414,9 +416,13 @@ def _check_options(args: argparse.Namespace) -> _Checked:
         raise ConfigError(f"--seed must be a non-negative whole number, got {args.seed}")
     args.optimizer = args.optimizer.lower()
     if args.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {args.optimizer!r}")
+        raise ConfigError(
+            f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {args.optimizer!r}"
+        )
     if args.schedule.lower() not in SCHEDULES:
-        raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}; got {args.schedule!r}")
+        raise ConfigError(
+            f"--schedule must be one of {', '.join(SCHEDULES)}; got {args.schedule!r}"
+        )
     unit = {"--momentum": args.momentum, "--beta1": args.beta1, "--beta2": args.beta2}
     for name, value in unit.items():
         if not 0.0 <= value < 1.0:

@@ -90,10 +90,11 @@ def load_csv(
 
     n_fields = len(first_fields)
     if n_fields < 2:
-        hint = "" if delimiter != "," else "; if its fields are separated otherwise, pass --delimiter"
+        hint = (
+            "" if delimiter != "," else "; if its fields are separated otherwise, pass --delimiter"
+        )
         raise DataError(
-            f"{path} has {n_fields} column; expected a label column and at least one "
-            f"feature{hint}"
+            f"{path} has {n_fields} column; expected a label column and at least one feature{hint}"
         )
     if label_column is None:
         label_index = _named_label_index(names, numbered[0], path)
@@ -132,7 +133,7 @@ def parse_delimiter(text: str) -> str:
         For anything else.
     """
     value = DELIMITER_NAMES.get(text.lower(), "\t" if text == "\\t" else text)
-    if len(value) != 1 or value in "\"\r\n" or value.isalnum() or value in ".-+":
+    if len(value) != 1 or value in '"\r\n' or value.isalnum() or value in ".-+":
         raise ConfigError(
             f"--delimiter must be one character such as ',' or ';', or one of "
             f"{', '.join(DELIMITER_NAMES)}; got {text!r}"
@@ -344,7 +345,9 @@ def _parse_numbers(
     raise _first_bad_number(data, path, delimiter)
 
 
-def _check_counts(counts: list[int], data: list[tuple[int, str]], n_fields: int, path: Path) -> None:
+def _check_counts(
+    counts: list[int], data: list[tuple[int, str]], n_fields: int, path: Path
+) -> None:
     if any(count != n_fields for count in counts):
         index = next(i for i, count in enumerate(counts) if count != n_fields)
         raise DataError(
@@ -369,7 +372,9 @@ def _split_label(
         for index, field in enumerate(row):
             if not _is_number(field):
                 column = index + 1 + (index >= label_index)
-                raise DataError(f"{path}: line {number}, column {column}: {field!r} is not a number")
+                raise DataError(
+                    f"{path}: line {number}, column {column}: {field!r} is not a number"
+                )
     raise DataError(f"{path} contains a value that is not a number")  # pragma: no cover
 
 

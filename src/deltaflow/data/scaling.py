@@ -54,7 +54,7 @@ class Scaling:
     def apply(self, X: np.ndarray, *, divided: bool = False) -> np.ndarray:
         """``X`` transformed, as float32; ``divided``: the divisor was already applied
         (a bundled loader's output)."""
-        out = np.asarray(X, dtype=np.float32)
+        out: np.ndarray = np.asarray(X, dtype=np.float32)
         if self.divisor != 1.0 and not divided:
             out = out / np.float32(self.divisor)
         if self.shift is not None and self.spread is not None:
@@ -123,7 +123,7 @@ class Scaling:
             raise bad
         if not 0 < divisor < math.inf:
             raise bad
-        columns = []
+        columns: list[np.ndarray | None] = []
         for key in ("shift", "spread"):
             value = data.get(key)
             if value is None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from collections.abc import Sequence
 
 from deltaflow.data.csv import (
     _has_header,
@@ -85,9 +84,7 @@ def load_dataset(
         raise DataError(f"no such file: {path}")
     if suffix.endswith(".npz"):
         return load_npz(path)
-    return load_csv(
-        path, label_column=label_column, delimiter=delimiter, class_names=class_names
-    )
+    return load_csv(path, label_column=label_column, delimiter=delimiter, class_names=class_names)
 
 
 def load_features(path: str | os.PathLike[str], *, delimiter: str | None = None) -> np.ndarray:

@@ -568,9 +568,7 @@ def start_run(
             "number of epochs; a run with it cannot be extended"
         )
     if extend and ckpt.state.get("finished") and ckpt.history.get("stopped_early"):
-        raise ConfigError(
-            f"checkpoint {ckpt.path} ended by early stopping; it cannot be extended"
-        )
+        raise ConfigError(f"checkpoint {ckpt.path} ended by early stopping; it cannot be extended")
     diffs = [
         f"{key}={ckpt.config.get(key)!r} (now {value!r})"
         for key, value in config.items()
