@@ -261,8 +261,8 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
         lr = args.learning_rate = float(f"{lr:.3g}")
         console.print(
             f"--lr auto: a range test on {min(X.shape[0], 1000)} rows picked alpha={lr:g}"
-    assert not isinstance(lr, str)  # 'auto' was replaced by the rate it picked
         )
+    assert not isinstance(lr, str)  # 'auto' was replaced by the rate it picked
 
     console.print(
         f"[bold]{escape(data.name)}[/]: {X.shape[0]} training and {X_test.shape[0]} test "
