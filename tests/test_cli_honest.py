@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import deltaflow
 from deltaflow import load
 from deltaflow.cli import main
+from deltaflow.data.dataset import stratified_split_indices
 from deltaflow.io import load_extra, save
 
 
@@ -111,7 +113,8 @@ def test_label_column_is_never_guessed(capsys, tmp_path):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "which column" in err and "'0,0,5,13,9,1" in err
     code, out, err = run(capsys, "train", "-q", "--data", data, "--label-column", "-1")
-    assert code == 0, err and accuracy(out) >= 90
+    assert code == 0, err
+    assert accuracy(out) >= 90
 
     single = tmp_path / "one.csv"
     single.write_text("label,a,b\n" + "".join(f"3,{i},{i * 2}\n" for i in range(20)))
@@ -190,8 +193,12 @@ def test_scaling_is_chosen_stored_and_announced(capsys, tmp_path):
         assert main([*map(str, argv), "--scale", scale, "--save", str(m)]) == 0
         stored = load_extra(m)["scale"]
         assert stored["kind"] == kind and stored["divisor"] == 1.0
-        if kind == "minmax":
-            np.testing.assert_allclose(stored["shift"], X[:, :].min(axis=0) * 0 + stored["shift"])
+        if kind == "minmax":  # fitted on the training rows alone
+            train, _ = stratified_split_indices(y, 0.2, 0)
+            np.testing.assert_array_equal(stored["shift"], X[train].min(axis=0))
+            np.testing.assert_array_equal(
+                stored["spread"], X[train].max(axis=0) - X[train].min(axis=0)
+            )
     capsys.readouterr()
     code, out, err = run(capsys, "predict", tmp_path / "standard.safetensors", scaled)
     assert "warning: the inputs lie far from the training data" in err
@@ -336,22 +343,16 @@ def test_version(capsys):
 def test_the_wheel_installs_and_trains_outside_the_repository(tmp_path):
     pytest.importorskip("build")
     root = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # build from a copy: nothing is written into the repository
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(root / name, source / name)
+    shutil.copytree(root / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "build",
-            "--wheel",
-            "--no-isolation",
-            "--outdir",
-            str(dist),
-            str(root),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    build = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)]
+    subprocess.run([*build, str(source)], check=True, capture_output=True)
     wheel = next(dist.glob("deltaflow-*.whl"))
+    assert any(n.endswith("/LICENSE") for n in zipfile.ZipFile(wheel).namelist())
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True)  # numpy and the rest from here
     python = env_dir / "bin" / "python"

@@ -156,10 +156,10 @@ class Split:
     test_fraction: float | None  # None: the source's own fixed test split
 
 
-def split_rows(data: Dataset, test_fraction: float, seed: int) -> Split:
+def split_rows(data: Dataset, test_fraction: float, seed: int, source: str) -> Split:
     """The source's own test split, or a stratified seeded one of ``test_fraction``."""
     if data.X_test is not None and data.y_test is not None:
-        fraction = 0.25 if data.name == "digits" else None  # digits: the loader's split
+        fraction = 0.25 if source == "digits" else None  # the digits loader's seeded split
         return Split(data.X_train, data.y_train, data.X_test, data.y_test, fraction)
     train, test = stratified_split_indices(data.y_train, test_fraction, seed)
     X, y = data.X_train, data.y_train

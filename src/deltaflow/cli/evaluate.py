@@ -114,7 +114,7 @@ def _rows(
                 "changed since; pass --all-rows to score all of them (training rows may "
                 "be among them)"
             )
-        rows = split_rows(data, split["test_fraction"] or 0.2, split["seed"])
+        rows = split_rows(data, split["test_fraction"] or 0.2, split["seed"], split["source"])
         if args.all_rows:
             X = np.concatenate([rows.X_train, rows.X_test])
             y = np.concatenate([rows.y_train, rows.y_test])

@@ -230,7 +230,7 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
             checkpoint.clear_checkpoints(args.checkpoint_dir)
 
     data = load_data(args, console)
-    split = split_rows(data, args.test_fraction, args.seed)
+    split = split_rows(data, args.test_fraction, args.seed, source_id(args.data))
     n_classes = data.n_classes or int(max(split.y_train.max(), split.y_test.max())) + 1
     present = np.unique(split.y_train)
     if present.size < 2:
@@ -238,7 +238,7 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
             f"{data.name} has a single class ({_class_name(data, int(present[0]))}) in its "
             "training rows; a classifier needs at least two (is --label-column right?)"
         )
-    loader = LOADER_DIVISORS.get(data.name) if args.data.lower() in LOADER_DIVISORS else None
+    loader = LOADER_DIVISORS.get(args.data.lower())
     scaling = fit_scaling(args.scale, split.X_train, loader_divisor=loader)
     X = scaling.apply(split.X_train, divided=loader is not None)
     X_test = scaling.apply(split.X_test, divided=loader is not None)
