@@ -6,6 +6,7 @@ Hierarchy::
     ├── ConfigError (ValueError)   a bad argument: sizes, names, hyper-parameters
     ├── DataError (ValueError)     unusable data: shapes, NaNs, labels, files, downloads
     ├── ModelFileError (ValueError) a model or checkpoint file that cannot be trusted
+    ├── MissingDependencyError (ImportError) an optional package a feature needs is absent
     └── DivergenceError (ArithmeticError) training produced a NaN or infinite cost
 
 Each message names what was wrong and how to fix it, in one line, so that the CLI can
@@ -19,6 +20,7 @@ __all__ = [
     "DataError",
     "DeltaflowError",
     "DivergenceError",
+    "MissingDependencyError",
     "ModelFileError",
 ]
 
@@ -37,6 +39,10 @@ class DataError(DeltaflowError, ValueError):
 
 class ModelFileError(DeltaflowError, ValueError):
     """A model or checkpoint file that is missing, corrupt or inconsistent."""
+
+
+class MissingDependencyError(DeltaflowError, ImportError):
+    """An optional package that the feature asked for is not installed."""
 
 
 class DivergenceError(DeltaflowError, ArithmeticError):

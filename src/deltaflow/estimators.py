@@ -29,8 +29,10 @@ scikit-learn minimises, per batch of ``n_b`` rows with weights ``w_i`` (1 withou
 
 so that each update equals scikit-learn's (the tests check one epoch against
 scikit-learn from the same weights). Two small differences remain: deltaflow's Adam adds
-``eps`` to the bias-corrected ``sqrt(v)`` rather than to the raw one, and deltaflow
-initialises weights its own way (Glorot uniform, He normal for ReLU, zero biases).
+``eps`` to the bias-corrected ``sqrt(v)`` rather than to the raw one, and the initial
+weights and biases, drawn by scikit-learn's rule (``init="sklearn"``, see
+:mod:`deltaflow.initializers`), come from deltaflow's generator rather than from
+scikit-learn's, so that the two agree on average over seeds rather than seed by seed.
 
 ``loss_curve_`` holds deltaflow's training cost per epoch, the mean over the epoch's
 batches before each update, weighted by ``sample_weight``: the same numbers as
@@ -293,7 +295,8 @@ class _BaseMLP(BaseEstimator):
         output, cost = self._output_and_cost()
         sizes = [n_features, *hidden, n_outputs]
         names = self._activation_names(len(hidden), output)
-        self.network_ = Network(sizes, names, cost, dtype=dtype, seed=rng)
+        # scikit-learn's own initialisation, so that results match it on average
+        self.network_ = Network(sizes, names, cost, dtype=dtype, seed=rng, init="sklearn")
         self.n_outputs_ = sizes[-1]
         self.n_layers_ = len(sizes)
         last = self.network_.activation_names[-1]

@@ -16,6 +16,7 @@ from deltaflow.engine import backprop
 from deltaflow.engine.activations import Activation, get_activation
 from deltaflow.engine.losses import Loss, get_loss
 from deltaflow.errors import ConfigError, DataError
+from deltaflow.initializers import get_initializer
 
 if TYPE_CHECKING:
     from deltaflow.training.loop import History
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["Network", "as_generator", "check_dtype"]
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
-
-# Initialisation suited to each activation: Glorot/Xavier (uniform) keeps the variance
-# of sigmoid/tanh layers near 1; He (normal) compensates for relu zeroing half its inputs.
-_HE = {"relu", "leaky_relu"}
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -73,6 +70,12 @@ class Network:
     seed : int, numpy.random.Generator or None
         Source of all randomness: initialisation here and, unless ``fit`` is given its
         own, shuffling during training. The same seed gives bit-identical training.
+    init : str, default "default"
+        How the initial ``Theta[l]`` and ``b[l]`` are drawn: ``"default"`` (He normal
+        for relu and leaky_relu layers, Glorot uniform otherwise, zero biases),
+        ``"glorot_uniform"``, ``"he_normal"``, ``"sklearn"`` (scikit-learn's MLP),
+        ``"torch"`` (PyTorch's ``nn.Linear``) or ``"nielsen"`` (``N(0, 1)`` weights and
+        biases). :mod:`deltaflow.initializers` gives each one's formula.
 
     Attributes
     ----------
@@ -87,6 +90,8 @@ class Network:
         The cost ``C``.
     rng : numpy.random.Generator
         The generator seeded by ``seed``.
+    init : str
+        The name of the initialisation the parameters were drawn with.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class Network:
         *,
         dtype: Any = "float64",
         seed: int | np.random.Generator | None = None,
+        init: str = "default",
     ) -> None:
         self.sizes = _check_sizes(sizes)
         self.dtype = check_dtype(dtype)
@@ -105,15 +111,14 @@ class Network:
         self.rng = as_generator(seed)
         self.weights: list[np.ndarray] = []
         self.biases: list[np.ndarray] = []
+        draw = get_initializer(init)
+        self.init = init.lower()
         for l in range(1, self.L + 1):
             fan_in, fan_out = self.sizes[l - 1], self.sizes[l]
-            if self.activations[l - 1].name in _HE:
-                theta = self.rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
-            else:
-                r = np.sqrt(6.0 / (fan_in + fan_out))
-                theta = self.rng.uniform(-r, r, size=(fan_in, fan_out))
+            g, hidden = self.activations[l - 1].name, self.activations[0].name
+            theta, b = draw(fan_in, fan_out, g, self.rng, hidden=hidden)
             self.weights.append(theta.astype(self.dtype))
-            self.biases.append(np.zeros(fan_out, dtype=self.dtype))
+            self.biases.append(b.astype(self.dtype))
 
     # ----------------------------------------------------------------- description
     @property
