@@ -480,8 +480,10 @@ def test_cli_checkpoint_options_and_refusals(tmp_path, capsys):
     assert [e for e, _ in list_checkpoints(ck)] == [2, 1]
 
     # --resume takes every setting from the checkpoint and refuses conflicting ones
-    assert main(["train", "-q", "--resume", str(ck), "--epochs", "9"]) == 2
-    assert "drop --epochs" in capsys.readouterr().err
+    assert main(["train", "-q", "--resume", str(ck), "--seed", "9"]) == 2
+    assert "drop --seed" in capsys.readouterr().err
+    assert main(["train", "-q", "--resume", str(ck), "--epochs", "1"]) == 2
+    assert "can extend it, not shorten it" in capsys.readouterr().err
     assert main(["train", "-q", "--resume", str(ck), "--epochs", "2", "--seed", "0"]) == 0
     capsys.readouterr()
     flip_byte(ck / "checkpoint-000002.safetensors", 50)  # the CLI warns in one line, goes on

@@ -67,9 +67,10 @@ def test_train_options_and_predict(capsys, tmp_path):
 
     data = load_digits()
     inputs = tmp_path / "in.csv"
-    np.savetxt(
+    np.savetxt(  # raw pixels 0..16, as scikit-learn ships them
         inputs,
-        data.X_test[:20],
+        np.round(data.X_test[:20] * 16),
+        fmt="%d",
         delimiter=",",
         header=",".join(f"px{i}" for i in range(64)),
         comments="",
@@ -77,6 +78,7 @@ def test_train_options_and_predict(capsys, tmp_path):
     preds = tmp_path / "pred.csv"
     code, out, err = run(capsys, "predict", str(model), str(inputs), "-o", str(preds))
     assert code == 0, err
+    assert err == "input scaling: the model divides the inputs by 16\n"
     lines = preds.read_text().splitlines()
     assert lines[0].split(",")[:2] == ["prediction", "a0"] and len(lines) == 21
     table = np.loadtxt(preds, delimiter=",", skiprows=1)
@@ -108,7 +110,7 @@ def test_train_on_csv_and_npz(capsys, tmp_path):
         "tanh",
     )
     assert code == 0, err
-    assert "dividing them by 255" in err
+    assert "standardises each column" in err  # six integer columns are not images
     assert float(re.search(r"test accuracy ([\d.]+)%", out).group(1)) >= 90
     npz = tmp_path / "d.npz"
     np.savez(npz, X=X / 255.0, y=y)
@@ -184,16 +186,19 @@ def _bad_files(tmp_path):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["train", "--layers", "64,0,10"], "at least 1 unit"),
+        (["train", "--layers", "64,0,10"], "each at least 1"),
         (["train", "--layers", "60,30,10"], "starts with 60 inputs but the data has 64"),
         (["train", "--layers", "64,x,10"], "whole numbers separated by commas"),
         (["train", "--activation", "swish"], "unknown activation 'swish'"),
         (["train", "--cost", "hinge"], "unknown cost 'hinge'"),
-        (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-        (["train", "--epochs", "0"], "epochs must be a positive"),
+        (["train", "--optimizer", "rmsprop"], "--optimizer must be one of sgd"),
+        (["train", "--epochs", "0"], "--epochs must be at least 1"),
         (["train", "--dtype", "int8"], "dtype must be"),
         (["train", "--layers", "64,30,5"], "label 9 but the output layer has 5"),
-        (["train", "--data", "{tmp}/bad.csv"], "line 2 has 2 fields, expected 3"),
+        (
+            ["train", "--data", "{tmp}/bad.csv", "--label-column", "0"],
+            "line 2 has 2 fields, expected 3",
+        ),
         (["train", "--data", "{tmp}/missing.csv"], "no such file"),
         (["train", "--data", "foo"], "unknown data source"),
         (["train", "--data", "mnist", "--data-dir", "{tmp}/emptydir"], "train-images-idx3-ubyte"),

@@ -766,3 +766,70 @@ def test_dataset_validates_and_converts() -> None:
         Dataset(np.ones((2, 3)), np.array([0, 1]), np.ones((1, 3)), None, "t", 2, None)
     with pytest.raises(DataError, match="image_shape"):
         Dataset(np.ones((2, 3)), np.array([0, 1]), None, None, "t", 2, (2, 2))
+
+
+# ------------------------------------------------------- delimiters, names, splits, scaling
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", " ", "  "])
+def test_csv_delimiter_is_sniffed(tmp_path: Path, sep: str) -> None:
+    path = write_text(tmp_path / "p.csv", f"a{sep}b{sep}label\n1{sep}2{sep}0\n3{sep}4{sep}1\n")
+    dataset = load_csv(path, label_column=None)
+    np.testing.assert_array_equal(dataset.X_train, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(dataset.y_train, [0, 1])
+
+
+def test_csv_label_from_header_name_or_an_error_showing_the_first_row(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "p.csv", "a,Target,b\n1,1,2\n3,0,4\n")
+    np.testing.assert_array_equal(load_csv(path, label_column=None).y_train, [1, 0])
+    bare = write_text(tmp_path / "q.csv", "1,2,3\n4,5,6\n")
+    with pytest.raises(DataError, match="which column of .* Its first row is '1,2,3'"):
+        load_csv(bare, label_column=None)
+
+
+def test_csv_named_labels_become_classes(tmp_path: Path) -> None:
+    path = write_text(tmp_path / "p.csv", "x,species\n1,b\n2,a\n3,b\n")
+    dataset = load_csv(path, label_column="species")
+    assert dataset.class_names == ("a", "b") and dataset.n_classes == 2
+    np.testing.assert_array_equal(dataset.y_train, [1, 0, 1])
+    again = load_csv(path, label_column=-1, class_names=["b", "a", "c"])
+    np.testing.assert_array_equal(again.y_train, [0, 1, 0])
+    with pytest.raises(DataError, match="line 2, column 2: label 'b' is not one of"):
+        load_csv(path, label_column=-1, class_names=["a"])
+    headless = write_text(tmp_path / "h.csv", "5.1,setosa\n6.3,virginica\n")
+    assert load_csv(headless, label_column=-1).class_names == ("setosa", "virginica")
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares() -> None:
+    from deltaflow.data.dataset import stratified_split_indices
+
+    y = np.repeat(np.arange(3), [50, 30, 20])
+    train, test = stratified_split_indices(y, 0.2, 7)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(100))
+    np.testing.assert_array_equal(np.bincount(y[test]), [10, 6, 4])
+    again, test2 = stratified_split_indices(y, 0.2, 7)
+    np.testing.assert_array_equal(test, test2)
+    assert not np.array_equal(test, stratified_split_indices(y, 0.2, 8)[1])
+
+
+def test_scaling_round_trips_and_refuses_malformed_records() -> None:
+    from deltaflow.data.scaling import Scaling, fit_scaling
+
+    X = np.array([[0.0, 10.0], [2.0, 30.0], [4.0, 20.0]])
+    s = fit_scaling("standard", X)
+    np.testing.assert_allclose(s.apply(X).mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(s.apply(X).std(axis=0), 1, atol=1e-6)
+    back = Scaling.from_json(s.to_json(), 2, "m")
+    np.testing.assert_array_equal(back.apply(X), s.apply(X))
+    m = fit_scaling("minmax", X)
+    np.testing.assert_allclose(m.apply(X), [[0, 0], [0.5, 1], [1, 0.5]])
+    assert fit_scaling("auto", X).kind == "standard"
+    pixels = np.tile(np.arange(64.0) * 4, (2, 1))
+    assert fit_scaling("auto", pixels).divisor == 255.0
+    for bad in (
+        {"kind": "x"},
+        {**s.to_json(), "spread": [1.0, -1.0]},
+        {**s.to_json(), "shift": [1]},
+    ):
+        with pytest.raises(DataError, match="malformed"):
+            Scaling.from_json(bad, 2, "m")

@@ -647,7 +647,7 @@ def test_npz_labels_too_large_for_class_indices_are_refused(tmp_path, capsys):
     with pytest.raises(DeltaflowError, match="label 4611686018427387904, too large"):
         load_npz(tmp_path / "big.npz")
     write(tmp_path / "big.csv", b"9000000000000000,1,2\n0,1,2\n")
-    assert main(["train", "--data", str(tmp_path / "big.csv"), "-q"]) == 2
+    assert main(["train", "--data", str(tmp_path / "big.csv"), "--label-column", "0", "-q"]) == 2
     assert "too large for a class index" in capsys.readouterr().err
 
 

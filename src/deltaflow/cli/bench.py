@@ -13,6 +13,7 @@ from deltaflow.bench import (
     CONTENDERS,
     DTYPES,
     Row,
+    available,
     format_table,
     parse_architecture,
     run_grid,
@@ -21,6 +22,7 @@ from deltaflow.cli._common import check_output, int_list, stderr_console
 from deltaflow.errors import ConfigError
 
 QUICK_BATCHES = (1, 32, 512)
+_PACKAGES = {"torch": "PyTorch", "sklearn": "scikit-learn"}
 
 
 def register(sub: Any) -> None:
@@ -87,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
     json_path = check_output(args.json, args.force, "JSON file") if args.json else None
 
     err = stderr_console(args.quiet)
+    missing = [c for c in contenders if not available(c)]
+    contenders = [c for c in contenders if c not in missing]
+    if missing:
+        if not contenders:  # only missing ones asked for: run the others
+            contenders = [c for c in CONTENDERS if available(c)]
+        what = ", ".join(_PACKAGES.get(c, c) for c in missing)
+        stderr_console().print(
+            f"{what} {'is' if len(missing) == 1 else 'are'} not installed: running "
+            f"{', '.join(contenders)} without {'it' if len(missing) == 1 else 'them'}"
+        )
 
     def progress(row: Row) -> None:
         rates = ", ".join(f"{k} {v:,.0f}/s" for k, v in row.samples_per_s.items())

@@ -9,9 +9,17 @@ from typing import Any
 import numpy as np
 
 from deltaflow import io
-from deltaflow.cli._common import add_data_options, check_output, int_list, load_data
+from deltaflow.cli._common import (
+    LOADER_DIVISORS,
+    add_data_options,
+    check_output,
+    int_list,
+    load_data,
+    read_model_info,
+)
 from deltaflow.cli.train import activation_arg
 from deltaflow.data import Dataset, pixel_divisor
+from deltaflow.data.scaling import Scaling
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.explain import FORMATS, render, trace_step
 from deltaflow.network import Network
@@ -67,9 +75,10 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     target = check_output(args.output, args.force, "output file") if args.output else None
     data = load_data(args) if args.row is not None else None
-    net, divisor = _network(args, data)
+    net, scaling = _network(args, data)
     if data is not None:
-        x, y = _data_row(data, args.row, divisor)
+        divided = args.data.lower() in LOADER_DIVISORS
+        x, y = _data_row(data, args.row, scaling, divided)
     else:
         x, y = _random_example(net, args.seed)
     trace = trace_step(net, x, y, learning_rate=args.learning_rate, eps=args.eps)
@@ -81,15 +90,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _network(args: argparse.Namespace, data: Dataset | None) -> tuple[Network, float | None]:
-    """The network to explain, and the input divisor a saved model was trained with."""
+def _network(args: argparse.Namespace, data: Dataset | None) -> tuple[Network, Scaling | None]:
+    """The network to explain, and the input scaling a saved model was trained with."""
     if args.model:
         given = [f"--{n}" for n in ("layers", "activation", "cost") if getattr(args, n)]
         if given:
             raise ConfigError(
                 f"{', '.join(given)} describe a new network; leave them out with --model"
             )
-        return io.load(args.model), float(io.load_extra(args.model).get("input_divisor", 1.0))
+        net = io.load(args.model)
+        return net, read_model_info(args.model, net).scaling
     if args.layers:
         sizes = int_list(args.layers, "--layers")
         if data is not None and sizes[0] != data.n_features:
@@ -105,13 +115,15 @@ def _network(args: argparse.Namespace, data: Dataset | None) -> tuple[Network, f
     return Network(sizes, activation, args.cost or "squared_error", seed=args.seed), None
 
 
-def _data_row(data: Dataset, row: int, divisor: float | None) -> tuple[np.ndarray, Any]:
+def _data_row(
+    data: Dataset, row: int, scaling: Scaling | None, divided: bool
+) -> tuple[np.ndarray, Any]:
     X, y = data.X_train, data.y_train
     if not 0 <= row < X.shape[0]:
         raise DataError(f"--row {row} is outside the training data's rows 0..{X.shape[0] - 1}")
-    if divisor is None:  # a new network: scale raw pixels as deltaflow train does
-        divisor = pixel_divisor(X)
-    return X[row] / divisor, int(y[row])
+    if scaling is None:  # a new network: scale raw pixels as the loaders do
+        return X[row] / pixel_divisor(X), int(y[row])
+    return scaling.apply(X[row : row + 1], divided=divided)[0], int(y[row])
 
 
 def _random_example(net: Network, seed: int) -> tuple[np.ndarray, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class Dataset:
     image_shape : tuple of (int, int) or None
         ``(rows, cols)`` when each row of ``X`` is an image flattened row-major, so that
         ``rows * cols == S_0``; None for non-image data.
+    class_names : tuple of str or None, default None
+        The classes' names in index order when the source names them (a CSV whose labels
+        are words); None when the labels are the class indices themselves.
 
     Raises
     ------
@@ -63,6 +67,7 @@ class Dataset:
     name: str
     n_classes: int | None
     image_shape: tuple[int, int] | None
+    class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         X_train = _as_features(self.X_train, "X_train")
@@ -87,6 +92,11 @@ class Dataset:
 
         if self.n_classes is not None:
             self._check_n_classes(self.n_classes)
+        if self.class_names is not None and len(self.class_names) != self.n_classes:
+            raise DataError(
+                f"{len(self.class_names)} class names for {self.n_classes} classes; give one "
+                "name per class"
+            )
         if self.image_shape is not None:
             rows, cols = self.image_shape
             if rows * cols != X_train.shape[1]:
@@ -226,6 +236,67 @@ def train_test_split_indices(
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     order = generator.permutation(int(m))
     return order[m_test:], order[:m_test]
+
+
+def stratified_split_indices(
+    y: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the rows of a labelled set into training and held-out rows, class by class.
+
+    Each class with at least two rows gives ``round(n_c * test_fraction)`` of them (at
+    least one, and never all) to the held-out part, drawn with ``seed``; the result is
+    the same for the same labels, fraction and seed on every machine.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Class indices of shape ``(m,)``.
+    test_fraction : float
+        In ``(0, 1)``.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    train_idx, test_idx : numpy.ndarray
+        Sorted row indices of the two parts.
+
+    Raises
+    ------
+    ConfigError
+        If ``test_fraction`` is outside ``(0, 1)``.
+    DataError
+        If no class has two rows to split.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for label in np.unique(y):
+        rows = np.flatnonzero(y == label)
+        if rows.size < 2:
+            continue
+        n_test = min(max(1, round(rows.size * test_fraction)), rows.size - 1)
+        held.append(rng.permutation(rows)[:n_test])
+    if not held:
+        raise DataError(
+            f"cannot hold out test rows from {y.size} example(s): no class has two rows"
+        )
+    test = np.sort(np.concatenate(held))
+    mask = np.ones(y.size, dtype=bool)
+    mask[test] = False
+    return np.flatnonzero(mask), test
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A short hash of arrays' shapes, dtypes and bytes: the same rows, the same text."""
+    h = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(array.data.cast("B"))
+    return h.hexdigest()
 
 
 def pixel_divisor(X: np.ndarray) -> float:

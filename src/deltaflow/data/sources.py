@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from deltaflow.data.csv import (
-    _is_number,
+    _has_header,
     _parse_numbers,
     _read_text_lines,
-    _split_csv_line,
+    _split_line,
     load_csv,
+    sniff_delimiter,
 )
 from deltaflow.data.dataset import Dataset, _as_features, check_finite
 from deltaflow.data.digits import load_digits
@@ -27,7 +29,9 @@ def load_dataset(
     source: str | os.PathLike[str],
     *,
     data_dir: str | os.PathLike[str] | None = None,
-    label_column: int | str | None = None,
+    label_column: int | str | None = 0,
+    delimiter: str | None = None,
+    class_names: Sequence[str] | None = None,
     seed: int = 0,
     download: bool = True,
     progress: ProgressCallback | None = None,
@@ -40,8 +44,13 @@ def load_dataset(
         ``"digits"``, ``"mnist"``, or a path to a ``.csv``, ``.csv.gz`` or ``.npz`` file.
     data_dir : str or os.PathLike, optional
         For ``"mnist"``: a directory with the four IDX files (see :func:`load_mnist`).
-    label_column : int or str, optional
-        For CSV files: the label column (see :func:`load_csv`); default the first column.
+    label_column : int, str or None, default 0
+        For CSV files: the label column (see :func:`load_csv`; None: the header column
+        named ``label``, ``class``, ``target`` or ``y``, else an error).
+    delimiter : str, optional
+        For CSV files: the field separator (default: sniffed; see :func:`load_csv`).
+    class_names : sequence of str, optional
+        For CSV files whose labels are names: the classes in index order.
     seed : int, default 0
         For ``"digits"``: the seed of the train/test split.
     download : bool, default True
@@ -75,10 +84,10 @@ def load_dataset(
         raise DataError(f"no such file: {path}")
     if suffix.endswith(".npz"):
         return load_npz(path)
-    return load_csv(path, label_column=0 if label_column is None else label_column)
+    return load_csv(path, label_column=label_column, delimiter=delimiter, class_names=class_names)
 
 
-def load_features(path: str | os.PathLike[str]) -> np.ndarray:
+def load_features(path: str | os.PathLike[str], *, delimiter: str | None = None) -> np.ndarray:
     """Read inputs without labels, for prediction: a CSV of feature columns or an NPZ's ``X``.
 
     Parameters
@@ -86,6 +95,8 @@ def load_features(path: str | os.PathLike[str]) -> np.ndarray:
     path : str or os.PathLike
         A ``.csv`` (or gzipped CSV) whose every column is a feature, with an optional
         header row, or an ``.npz`` file holding an array ``X`` of shape ``(m, S_0)``.
+    delimiter : str, optional
+        For a CSV: the field separator (default: sniffed, as :func:`load_csv` does).
 
     Returns
     -------
@@ -116,11 +127,12 @@ def load_features(path: str | os.PathLike[str]) -> np.ndarray:
     numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         raise DataError(f"{path} is empty; expected rows of feature values")
-    first_fields = _split_csv_line(numbered[0][1])
-    data = numbered if all(map(_is_number, first_fields)) else numbered[1:]
+    delimiter = sniff_delimiter(numbered, path) if delimiter is None else delimiter
+    first_fields = _split_line(numbered[0][1], delimiter)
+    data = numbered[1:] if _has_header(numbered, delimiter) else numbered
     if not data:
         raise DataError(f"{path} has a header row but no data rows")
     with np.errstate(over="ignore"):
-        X = _parse_numbers(data, len(first_fields), path).astype(np.float32)
+        X = _parse_numbers(data, len(first_fields), path, delimiter).astype(np.float32)
     check_finite(X, f"the features in {path}")
     return X

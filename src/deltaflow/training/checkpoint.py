@@ -34,7 +34,7 @@ import re
 import struct
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -558,16 +558,28 @@ def start_run(
             f"{net.sizes}, {net.activation_names}, {net.loss.name}, {net.dtype.name}"
         )
     config = json.loads(json.dumps(config))
+    # more epochs than the checkpointed run's extend it (a cosine schedule's rates
+    # depend on the count, so such a run cannot be extended)
+    extend = config["epochs"] > ckpt.config.get("epochs", config["epochs"])
+    if extend and config.get("schedule") == "cosine":
+        raise ConfigError(
+            f"checkpoint {ckpt.path} uses the cosine schedule, whose rates depend on the "
+            "number of epochs; a run with it cannot be extended"
+        )
+    if extend and ckpt.state.get("finished") and ckpt.history.get("stopped_early"):
+        raise ConfigError(f"checkpoint {ckpt.path} ended by early stopping; it cannot be extended")
     diffs = [
         f"{key}={ckpt.config.get(key)!r} (now {value!r})"
         for key, value in config.items()
-        if ckpt.config.get(key) != value
+        if ckpt.config.get(key) != value and not (extend and key == "epochs")
     ]
     if diffs:
         raise ConfigError(
             f"checkpoint {ckpt.path} was made with other settings: {', '.join(diffs)}; "
             "pass the same settings to resume it, or use an empty directory"
         )
+    if extend and ckpt.state.get("finished"):
+        ckpt = replace(ckpt, state={**ckpt.state, "finished": False})
     return ckpt
 
 
