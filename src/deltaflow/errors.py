@@ -6,10 +6,13 @@ Hierarchy::
     ├── ConfigError (ValueError)   a bad argument: sizes, names, hyper-parameters
     ├── DataError (ValueError)     unusable data: shapes, NaNs, labels, files, downloads
     ├── ModelFileError (ValueError) a model or checkpoint file that cannot be trusted
-    └── DivergenceError (ArithmeticError) training produced a NaN or infinite cost
+    └── DivergenceError (ValueError, ArithmeticError)
+                                   training produced a NaN or infinite cost
 
 Each message names what was wrong and how to fix it, in one line, so that the CLI can
-print it as it is. The ``ValueError`` bases keep scikit-learn-style callers working.
+print it as it is. The ``ValueError`` bases keep scikit-learn-style callers working:
+scikit-learn raises ValueError where its solver produces non-finite weights, so
+``except ValueError`` catches a diverging fit in both libraries.
 """
 
 from __future__ import annotations
@@ -39,5 +42,5 @@ class ModelFileError(DeltaflowError, ValueError):
     """A model or checkpoint file that is missing, corrupt or inconsistent."""
 
 
-class DivergenceError(DeltaflowError, ArithmeticError):
-    """Training produced a NaN or infinite cost."""
+class DivergenceError(DeltaflowError, ValueError, ArithmeticError):
+    """Training produced a NaN or infinite cost (or parameters)."""

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine import backprop
 from deltaflow.engine.blas import cap_threads, writable_in_place
@@ -148,7 +149,7 @@ def _evaluate(
 ) -> tuple[float, float | None]:
     m = X.shape[0]
     if ws is None:
-        ws = backprop.Workspace(net, min(chunk, m))
+        ws = backprop.Workspace(net, min(chunk, m), input_buffer=not sparse.issparse(X))
     total, hits = 0.0, 0
     for start in range(0, m, ws.m):
         stop = min(start + ws.m, m)
@@ -202,7 +203,9 @@ def fit(
     Parameters
     ----------
     net : Network
-    X : array-like of shape (m, S[0])
+    X : array-like or scipy.sparse matrix of shape (m, S[0])
+        Sparse input (CSR, CSC or any scipy.sparse format) is kept sparse: batches are
+        gathered as CSR rows and the first layer multiplies them sparse @ dense.
     Y : array-like
         Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
         targets of shape (m, S[L]) (or (m,) for one output).
@@ -342,7 +345,7 @@ def fit(
         Xv = Yv = None  # type: ignore[assignment]
     fingerprint = ""
     if checkpoint_dir is not None:
-        arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
+        arrays = [a for a in (*_arrays_of(X), Yenc, *_arrays_of(Xv), Yv, W) if a is not None]
         fingerprint = checkpoint.data_fingerprint(*arrays)
         if ckpt is not None:
             checkpoint.check_data(ckpt, fingerprint)
@@ -362,12 +365,17 @@ def fit(
     bs = min(batch_size, m)
     # plain SGD is applied inside the backward pass, when the parameters allow it
     fused = opt.fused_with_backward and writable_in_place(net.weights + net.biases, net.dtype)
-    ws = backprop.Workspace(net, bs, gradients=not fused)
+    # sparse batches are gathered as CSR rows and handed to the forward sweep
+    is_sparse = sparse.issparse(X)
+    ws = backprop.Workspace(net, bs, gradients=not fused, input_buffer=not is_sparse)
     threads = backprop.blas_threads(net, bs)
     Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
     Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
     pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
-    ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
+    ws_val = None
+    if Xv is not None:
+        m_val = min(max(bs, 1024), Xv.shape[0])
+        ws_val = backprop.Workspace(net, m_val, input_buffer=not sparse.issparse(Xv))
     params = net.weights + net.biases
     grads = ws.dtheta + ws.db
     callbacks = list(callbacks)
@@ -394,7 +402,9 @@ def fit(
         total, hits = 0.0, 0
         norms: list[list[float]] | None = [] if track_delta_norms else None
         # plain SGD on unweighted batches: each batch size's step bound once per epoch
-        steps: dict[int, backprop.SgdStep] | None = {} if fused and W is None else None
+        steps: dict[int, backprop.SgdStep] | None = (
+            {} if fused and W is None and not is_sparse else None
+        )
         for batch, start in enumerate(_batch_starts(m, bs, threads)):
             # one step: gather the batch into the workspace, forward, cost, backward and
             # update, all in preallocated buffers (mode="clip" lets take write straight
@@ -402,7 +412,7 @@ def fit(
             idx = order[start : start + bs]
             n = len(idx)
             view, Yb = (ws, Ybuf) if n == bs else (ws.rows(n), Ybuf[:n])
-            X.take(idx, axis=0, out=view.a[0], mode="clip")
+            Xb = X[idx] if is_sparse else X.take(idx, axis=0, out=view.a[0], mode="clip")
             Yenc.take(idx, axis=0, out=Yb, mode="clip")
             step = None
             if steps is not None:
@@ -414,7 +424,7 @@ def fit(
                 a_L = step.forward()
                 c = step.cost()
             else:
-                a_L = backprop.forward(net, view)
+                a_L = backprop.forward(net, view, Xb)
                 c = backprop.cost(net, view, Yb, Wb)
             if not math.isfinite(c):
                 for p, s in zip(params, snapshot):
@@ -502,6 +512,13 @@ def fit(
         for p, b in zip(params, best_params):
             p[...] = b
     return history
+
+
+def _arrays_of(X: Any) -> tuple[Any, ...]:
+    """The arrays that hold ``X``'s values: itself, or a sparse matrix's three."""
+    if sparse.issparse(X):
+        return X.data, X.indices, X.indptr
+    return (X,)
 
 
 def _delta_norms(ws: backprop.Workspace) -> list[float]:
