@@ -220,7 +220,11 @@ def fit(
         Rows per step (the last batch of an epoch may be smaller).
     learning_rate : float
         ``alpha``; with ``schedule`` the rate of the first epoch.
-    optimizer : {"sgd", "momentum", "nesterov", "adam"}
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "lbfgs"}
+        ``lbfgs`` is full-batch L-BFGS (:mod:`deltaflow.training.lbfgs`): each epoch is
+        one iteration over the whole set, ``batch_size``, ``learning_rate`` and the
+        schedule do not apply, and neither checkpoints nor ``track_delta_norms`` are
+        available.
     momentum, beta1, beta2, eps : float
         Settings of momentum/Nesterov and of Adam.
     weight_decay : float
@@ -280,6 +284,26 @@ def fit(
         start of that epoch (the last finite ones known).
     """
     epochs = _positive_int(epochs, "epochs")
+    if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
+        return _fit_lbfgs(
+            net,
+            X,
+            Y,
+            sample_weight=sample_weight,
+            epochs=epochs,
+            weight_decay=weight_decay,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            early_stopping=early_stopping,
+            patience=_positive_int(patience, "patience"),
+            min_delta=min_delta,
+            callbacks=callbacks,
+            seed=seed,
+            unsupported={
+                "checkpoint_dir": checkpoint_dir is not None or resume,
+                "track_delta_norms": track_delta_norms,
+            },
+        )
     batch_size = _positive_int(batch_size, "batch_size")
     if not 0.0 <= validation_split < 1.0:
         raise ConfigError(f"validation_split must be in [0, 1), got {validation_split}")
@@ -512,6 +536,20 @@ def fit(
         for p, b in zip(params, best_params):
             p[...] = b
     return history
+
+
+def _fit_lbfgs(net: Network, X: Any, Y: Any, unsupported: dict[str, bool], **kwargs: Any) -> History:
+    """``fit`` with ``optimizer="lbfgs"`` (:mod:`deltaflow.training.lbfgs`)."""
+    from deltaflow.training.lbfgs import fit_lbfgs  # it builds on this module's parts
+
+    for name, used in unsupported.items():
+        if used:
+            raise ConfigError(f"{name} is not available with optimizer='lbfgs'; leave it out")
+    if not 0.0 <= kwargs["validation_split"] < 1.0:
+        raise ConfigError(f"validation_split must be in [0, 1), got {kwargs['validation_split']}")
+    if kwargs["weight_decay"] < 0:
+        raise ConfigError(f"weight_decay must be non-negative, got {kwargs['weight_decay']}")
+    return fit_lbfgs(net, X, Y, **kwargs)
 
 
 def _arrays_of(X: Any) -> tuple[Any, ...]:
