@@ -1,10 +1,10 @@
 """Full-batch L-BFGS on the dynamic programme's gradient.
 
 L-BFGS (scipy's ``L-BFGS-B``) minimises a function of one vector given its value and
-gradient. Here the vector is every ``Theta[l]`` and ``b[l]`` laid end to end (the weights
-first, then the biases, layer by layer: scikit-learn's order), and one evaluation is one
-forward sweep and one backward pass over the whole training set, in chunks of rows whose
-gradients add up in one preallocated flat buffer. The objective is
+gradient. Here the vector is the network's flat parameter buffer ``net.params``
+(``Theta[1], b[1], Theta[2], ...``), and one evaluation is one forward sweep and one
+backward pass over the whole training set, in chunks of rows whose gradients add up in
+the workspace's flat gradient buffer ``ws.grad``, laid out the same way. The objective is
 
     f = scale * (C + lambda/2 * sum_l ||Theta[l]||^2)
 
@@ -92,31 +92,20 @@ class FullBatchObjective:
         self.total = self.M if weights is None else float(weights.sum())
         if self.total <= 0:
             raise DataError("sample_weight is zero for every row; give some rows a positive weight")
-        self.params = net.weights + net.biases
-        sizes = [p.size for p in self.params]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.x0 = np.concatenate([p.ravel() for p in self.params]).astype(np.float64)
-        # one flat gradient, laid out like x; the workspace writes through per-layer views
-        self.grad = np.zeros(self.offsets[-1], dtype=net.dtype)
-        self.ws = backprop.Workspace(
-            net, min(chunk, self.M), gradients=False, input_buffer=False
-        )
-        views = [self._view(self.grad, i) for i in range(len(self.params))]
-        self.ws.dtheta, self.ws.db = views[: net.L], views[net.L :]
+        self.x0 = net.params.astype(np.float64)
+        # the chunks' gradients add up in ws.grad, the flat buffer laid out like x
+        self.ws = backprop.Workspace(net, min(chunk, self.M), input_buffer=False)
+        assert self.ws.grad is not None
+        self.grad: np.ndarray = self.ws.grad
         self.pred = None if labels is None else np.empty(self.ws.m, dtype=np.intp)
         self.cost = math.nan
         self.hits: int | None = None
         self.last_x = self.x0.copy()
         self.evaluations = 0
 
-    def _view(self, flat: np.ndarray, i: int) -> np.ndarray:
-        lo, hi = self.offsets[i], self.offsets[i + 1]
-        return flat[lo:hi].reshape(self.params[i].shape)
-
     def set_parameters(self, x: np.ndarray) -> None:
-        """Copy the vector ``x`` into the network's ``Theta[l]`` and ``b[l]``, in place."""
-        for i, p in enumerate(self.params):
-            np.copyto(p, self._view(x, i))
+        """Copy the vector ``x`` into the network's flat parameter buffer, in place."""
+        np.copyto(self.net.params, x)
 
     def penalty(self) -> float:
         """``lambda/2 * sum_l ||Theta[l]||^2`` at the network's current parameters."""
@@ -147,13 +136,13 @@ class FullBatchObjective:
                 backprop.backward(net, view, Y[start:stop], Wb, scale=1.0 / self.total, accumulate=True)
             self.cost = total / self.total
             self.hits = hits if self.labels is not None else None
-            for i, w in enumerate(net.weights):
-                if self.weight_decay:
-                    self._view(self.grad, i)[...] += self.weight_decay * w
+            if self.weight_decay:
+                for dtheta, w in zip(ws.dtheta, net.weights):
+                    dtheta += self.weight_decay * w
             f = self.scale * (self.cost + self.penalty())
         self.evaluations += 1
         if not math.isfinite(f):
-            return math.inf, np.zeros(self.offsets[-1])
+            return math.inf, np.zeros(self.grad.size)
         # a fresh array: scipy keeps the previous gradient while it asks for the next
         return f, self.scale * self.grad.astype(np.float64)
 
@@ -308,7 +297,7 @@ def fit_lbfgs(
                 best.update(cost=val_cost, waited=0)
                 history.best_epoch = iteration
                 if early_stopping:
-                    best["params"] = [p.copy() for p in objective.params]
+                    best["params"] = net.params.copy()
             else:
                 best["waited"] += 1
                 stop = early_stopping and best["waited"] >= patience
@@ -320,6 +309,5 @@ def fit_lbfgs(
 
     minimize(objective, max_iter=epochs, callback=after_iteration)
     if best["params"] is not None:
-        for p, b in zip(objective.params, best["params"]):
-            p[...] = b
+        np.copyto(net.params, best["params"])
     return history
