@@ -194,12 +194,21 @@ class Exp:
     def forward(
         self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
     ) -> np.ndarray:
-        cap = math.log(float(np.finfo(out.dtype).max))
-        np.minimum(z, cap, out=out)
+        np.minimum(z, _exp_cap(out.dtype), out=out)
         return np.exp(out, out=out)
 
     def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
         delta *= a
+
+
+@functools.lru_cache(maxsize=4)
+def _exp_cap(dtype: np.dtype) -> np.floating:
+    """The largest ``z`` of ``dtype`` whose ``exp`` is finite in ``dtype``."""
+    cap = np.array(math.log(float(np.finfo(dtype).max)), dtype=dtype)
+    with np.errstate(over="ignore"):
+        while not np.isfinite(np.exp(cap)):
+            cap = np.nextafter(cap, dtype.type(0))
+    return dtype.type(cap)
 
 
 class Softmax:
