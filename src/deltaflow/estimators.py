@@ -54,7 +54,6 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -85,7 +84,7 @@ from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileE
 from deltaflow.network import Network, check_dtype
 from deltaflow.training.lbfgs import FullBatchObjective
 from deltaflow.training.lbfgs import minimize as minimize_lbfgs
-from deltaflow.training.loop import EpochRecord
+from deltaflow.training.loop import LARGE_INPUT, EpochRecord, largest_magnitude
 from deltaflow.training.loop import fit as train_fit
 from deltaflow.training.optimizers import Optimizer, get_optimizer
 
@@ -366,9 +365,9 @@ class _BaseMLP(BaseEstimator):
 
     def _divergence_message(self, X: Any) -> str:
         """Why the parameters became non-finite, in the user's own settings."""
-        largest = _largest_magnitude(X)
+        largest = largest_magnitude(X)
         start = "Solver produced non-finite parameter weights"
-        if largest > _LARGE_INPUT:
+        if largest > LARGE_INPUT:
             return (
                 f"{start}: X has values as large as {largest:.3g}; scale the inputs first "
                 "(for example with sklearn.preprocessing.StandardScaler)"
@@ -1183,17 +1182,6 @@ def _check_sample_weight(sample_weight: Any, n: int, dtype: np.dtype) -> np.ndar
     if not (sw > 0).any():
         raise DataError("sample_weight is zero for every row; give some rows a positive weight")
     return sw
-
-
-#: inputs larger than this in absolute value are named as the cause of a divergence
-_LARGE_INPUT = 1e4
-
-
-def _largest_magnitude(X: Any, rows: int = 4096) -> float:
-    """``max |X|``, dense or sparse, in blocks of rows (no copy of the whole set)."""
-    if sparse.issparse(X):
-        return float(np.abs(X.data).max()) if X.nnz else 0.0
-    return max(float(np.abs(X[i : i + rows]).max()) for i in range(0, X.shape[0], rows))
 
 
 def _show(labels: Any) -> str:

@@ -63,7 +63,10 @@ def register(sub: Any) -> None:
     g.add_argument("--epochs", type=int, default=30, help="passes over the data (default 30)")
     g.add_argument("--batch-size", type=int, default=10, help="examples per step (default 10)")
     g.add_argument(
-        "--optimizer", default="sgd", help=f"one of {', '.join(OPTIMIZERS)} (default sgd)"
+        "--optimizer",
+        default="sgd",
+        help=f"one of {', '.join(OPTIMIZERS)}, lbfgs (full batch: each epoch is one "
+        "L-BFGS iteration; default sgd)",
     )
     g.add_argument(
         "--learning-rate",
@@ -239,7 +242,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
     console.print(
         f"[bold]{data.name}[/]: {X.shape[0]} training and {X_test.shape[0]} test examples; "
-        f"{net!r}, {args.optimizer} (alpha={lr:g}), batch {args.batch_size}"
+        f"{net!r}, "
+        + (
+            "lbfgs, full batch"
+            if args.optimizer.lower() == "lbfgs"
+            else f"{args.optimizer} (alpha={lr:g}), batch {args.batch_size}"
+        )
     )
     if ckpt is not None:
         console.print(f"resuming from {escape(str(ckpt.path))} after epoch {ckpt.epoch}")

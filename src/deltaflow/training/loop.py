@@ -455,7 +455,7 @@ def fit(
                     p[...] = s
                 raise DivergenceError(
                     f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
-                    f"try a smaller learning rate than {lr:g}"
+                    + divergence_advice(X, f"a smaller learning rate than {lr:g}")
                 )
             total += c * (n if Wb is None else float(Wb.sum()))
             if pred is not None:  # the classes, for the epoch's accuracy
@@ -479,7 +479,7 @@ def fit(
                 p[...] = s
             raise DivergenceError(
                 f"the parameters became infinite or NaN in the last batch of epoch "
-                f"{epoch + 1}; try a smaller learning rate than {lr:g}"
+                f"{epoch + 1}; " + divergence_advice(X, f"a smaller learning rate than {lr:g}")
             )
         val_cost = val_acc = None
         if Xv is not None and Yv is not None and ws_val is not None:
@@ -550,6 +550,28 @@ def _fit_lbfgs(net: Network, X: Any, Y: Any, unsupported: dict[str, bool], **kwa
     if kwargs["weight_decay"] < 0:
         raise ConfigError(f"weight_decay must be non-negative, got {kwargs['weight_decay']}")
     return fit_lbfgs(net, X, Y, **kwargs)
+
+
+#: inputs larger than this in absolute value are named as a cause of divergence
+LARGE_INPUT = 1e4
+
+
+def largest_magnitude(X: Any, rows: int = 4096) -> float:
+    """``max |X|`` of a dense or sparse ``X``, in blocks of rows (no copy of the whole set)."""
+    if sparse.issparse(X):
+        return float(np.abs(X.data).max()) if X.nnz else 0.0
+    return max(float(np.abs(X[i : i + rows]).max()) for i in range(0, X.shape[0], rows))
+
+
+def divergence_advice(X: Any, remedy: str) -> str:
+    """What to try after a divergence: scale the inputs when they are large, else ``remedy``."""
+    largest = largest_magnitude(X)
+    if largest > LARGE_INPUT:
+        return (
+            f"X has values as large as {largest:.3g}: scale the inputs first (for example "
+            f"to mean 0 and standard deviation 1), or try {remedy}"
+        )
+    return f"try {remedy}"
 
 
 def _arrays_of(X: Any) -> tuple[Any, ...]:
