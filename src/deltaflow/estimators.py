@@ -28,18 +28,33 @@ scikit-learn minimises, per batch of ``n_b`` rows with weights ``w_i`` (1 withou
   scale of the gradient except through ``eps``),
 
 so that each update equals scikit-learn's (the tests check one epoch against
-scikit-learn from the same weights). Two small differences remain: deltaflow's Adam adds
+scikit-learn from the same weights). ``solver="lbfgs"`` minimises scikit-learn's
+objective itself, ``C/k + alpha/(2 sum_i w_i) ||W||^2`` over the whole set (deltaflow's
+full-batch L-BFGS with ``weight_decay = k alpha / sum_i w_i``, scaled by ``1/k``), with
+``gtol = tol``, ``maxiter = max_iter`` and ``maxfun = max_fun``, so from the same
+weights it takes scikit-learn's steps. The Poisson loss is scikit-learn's exactly
+(``k = 1``). Two small differences remain: deltaflow's Adam adds
 ``eps`` to the bias-corrected ``sqrt(v)`` rather than to the raw one, and deltaflow
 initialises weights its own way (Glorot uniform, He normal for ReLU, zero biases).
 
 ``loss_curve_`` holds deltaflow's training cost per epoch, the mean over the epoch's
 batches before each update, weighted by ``sample_weight``: the same numbers as
-scikit-learn's for the log-loss except that they exclude the L2 penalty term, and for the
-squared error ``2 * n_outputs_`` times scikit-learn's (which also averages over the
-outputs). ``tol`` is compared with these values.
+scikit-learn's for the log-loss and the Poisson loss except that they exclude the L2
+penalty term, and for the squared error ``2 * n_outputs_`` times scikit-learn's (which
+also averages over the outputs). ``tol`` is compared with these values. With ``lbfgs``,
+``loss_curve_`` has one such value per iteration (at the new weights) and ``loss_`` is
+the value at the end: scikit-learn's ``loss_`` there is the whole objective,
+``loss_ / k`` plus the penalty.
 
-Not available: the ``lbfgs`` solver, sparse input (pass ``X.toarray()``), and the
-regressor's ``poisson`` loss.
+``X`` may be a scipy.sparse CSR or CSC matrix in ``fit``, ``partial_fit`` and
+``predict``: it is never densified (batches are gathered as CSR rows and the first layer
+multiplies sparse @ dense).
+
+Errors follow scikit-learn: a fit whose weights become non-finite raises a ValueError
+(:class:`deltaflow.DivergenceError`) that names the cause, inputs too large or
+``learning_rate_init`` too high; under ``early_stopping`` it instead records ``nan``
+losses and validation scores until the stopping rule ends the fit, and the best epoch's
+weights are kept.
 """
 
 from __future__ import annotations
@@ -681,8 +696,9 @@ class _Monitor:
         return self._record(rec.cost, score, rec.val_cost)
 
     def diverged(self, max_iter: int) -> bool:
-        """Epochs as scikit-learn runs them once the weights are NaN, up to its stopping
-        rule or ``max_iter``: each records a NaN loss and score. True if the rule stopped."""
+        """The epochs scikit-learn runs once the weights are NaN, each recording a NaN loss
+        and score, up to its stopping rule or ``max_iter`` (a NaN never fails its test of
+        improvement, so in practice up to ``max_iter``). True if the rule stopped them."""
         while self.est.n_iter_ < max_iter:
             if self._record(math.nan, math.nan if self.validation else None, math.nan):
                 return True
@@ -705,7 +721,8 @@ class _Monitor:
             losses.append(val_cost)
             if est.verbose:
                 print(f"Validation score: {score:f}")
-            improved = score >= best + est.tol
+            # written as scikit-learn writes it, so that a NaN score counts as it does there
+            improved = not score < best + est.tol
             if score > best:
                 est.best_validation_score_ = score
                 params = est.network_.weights + est.network_.biases
@@ -713,7 +730,7 @@ class _Monitor:
         else:
             best_loss = est.best_loss_
             assert best_loss is not None
-            improved = cost <= best_loss - est.tol
+            improved = not cost > best_loss - est.tol
             est.best_loss_ = min(best_loss, cost)
         est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
         sgd = est.solver == "sgd"
@@ -745,7 +762,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         the output (which must then suit ``cost``; with a sigmoid output for multi-class
         targets, ``predict_proba`` returns the per-class sigmoids, which need not sum
         to 1).
-    solver : {"adam", "sgd"}, default "adam"
+    solver : {"adam", "sgd", "lbfgs"}, default "adam"
+        ``lbfgs`` is full-batch L-BFGS (scipy's L-BFGS-B) on scikit-learn's objective;
+        ``max_iter`` bounds its iterations, ``max_fun`` its evaluations of the cost, and
+        ``tol`` is its gradient tolerance. ``partial_fit`` is then unavailable, and
+        ``early_stopping`` is ignored, as in scikit-learn.
     alpha : float, default 1e-4
         L2 penalty, with scikit-learn's scaling (see the module docstring).
     batch_size : int or "auto", default "auto"
@@ -773,7 +794,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Adam's settings.
     n_iter_no_change : int, default 10
     max_fun : int, default 15000
-        Accepted for compatibility; used only by scikit-learn's ``lbfgs``.
+        The most evaluations of the cost and gradient, with ``solver="lbfgs"``.
     cost : {"log_loss", "squared_error"}, default "log_loss"
         deltaflow extra: the squared error (the course notes' cost) for classification.
     dtype : {None, "float32", "float64"}, default None
@@ -1000,12 +1021,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by deltaflow; scikit-learn's interface.
 
     The output layer is the identity and the cost deltaflow's squared error (no 1/2;
-    see the module docstring for how ``alpha``, the rates and ``loss_curve_`` map).
+    see the module docstring for how ``alpha``, the rates and ``loss_curve_`` map), or
+    with ``loss="poisson"`` the exponential and half the Poisson deviance.
     Targets may have several columns (multi-output regression).
 
     Parameters
     ----------
-    loss : {"squared_error"}, default "squared_error"
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        ``poisson``: an exponential output layer and half the Poisson deviance
+        ``y log(y / a) - y + a``, scikit-learn's definition (targets must be >= 0).
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, \
 momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, \
