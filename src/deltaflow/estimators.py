@@ -511,7 +511,9 @@ class _BaseMLP(BaseEstimator):
 
     @coefs_.setter
     def coefs_(self, value: Any) -> None:
-        self._assign_parameters("coefs_", self.network_.weights if self._has_network() else [], value)
+        self._assign_parameters(
+            "coefs_", self.network_.weights if self._has_network() else [], value
+        )
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
@@ -1107,9 +1109,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
 
     def _cost_name(self) -> str:
         if self.loss not in ("squared_error", "poisson"):
-            raise ConfigError(
-                f"loss must be 'squared_error' or 'poisson', got {self.loss!r}"
-            )
+            raise ConfigError(f"loss must be 'squared_error' or 'poisson', got {self.loss!r}")
         return str(self.loss)
 
     def _output_and_cost(self) -> tuple[str, str]:

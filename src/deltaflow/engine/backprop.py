@@ -287,7 +287,9 @@ def backward(
     a, delta, blas = ws.a, ws.delta, ws.blas
     L, m = len(net.weights), ws.m
     if weights is None:
-        ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0 / m if scale is None else scale)
+        ws.output_delta(
+            a[L], Y, net.activations[L - 1], delta[L], 1.0 / m if scale is None else scale
+        )
     else:
         ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0)
         if scale is None:
@@ -315,7 +317,12 @@ def backward(
                 weight_gradient(a[0], delta[1], theta, -sgd_rate, decay)
             else:
                 blas.matmul_at(
-                    a[l - 1], delta[l], out=theta, alpha=-sgd_rate, beta=decay, scratch=ws.scratch[l]
+                    a[l - 1],
+                    delta[l],
+                    out=theta,
+                    alpha=-sgd_rate,
+                    beta=decay,
+                    scratch=ws.scratch[l],
                 )
             blas.column_sums(delta[l], ws.ones, out=b, alpha=-sgd_rate, beta=1.0)
         if l > 1:

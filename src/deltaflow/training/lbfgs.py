@@ -133,7 +133,9 @@ class FullBatchObjective:
                     pred = self.pred[: stop - start]
                     pred[...] = a_L.argmax(axis=1) if a_L.shape[1] > 1 else a_L[:, 0] > 0.5
                     hits += int(np.count_nonzero(pred == self.labels[start:stop]))
-                backprop.backward(net, view, Y[start:stop], Wb, scale=1.0 / self.total, accumulate=True)
+                backprop.backward(
+                    net, view, Y[start:stop], Wb, scale=1.0 / self.total, accumulate=True
+                )
             self.cost = total / self.total
             self.hits = hits if self.labels is not None else None
             if self.weight_decay:

@@ -538,7 +538,9 @@ def fit(
     return history
 
 
-def _fit_lbfgs(net: Network, X: Any, Y: Any, unsupported: dict[str, bool], **kwargs: Any) -> History:
+def _fit_lbfgs(
+    net: Network, X: Any, Y: Any, unsupported: dict[str, bool], **kwargs: Any
+) -> History:
     """``fit`` with ``optimizer="lbfgs"`` (:mod:`deltaflow.training.lbfgs`)."""
     from deltaflow.training.lbfgs import fit_lbfgs  # it builds on this module's parts
 
