@@ -117,6 +117,13 @@ class _BaseMLP(BaseEstimator):
     _score_function: Callable[..., float]
     _numeric_targets = False
 
+    # fitted state that fit and partial_fit keep
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
+    best_validation_score_: float | None
+    best_loss_: float | None
+
     # ------------------------------------------------------------ parameters
     def _check_params(self) -> None:
         """Raise ConfigError (a ValueError) for a hyper-parameter out of range."""
@@ -408,17 +415,17 @@ class _BaseMLP(BaseEstimator):
         last = self.network_.activation_names[-1]
         self.out_activation_ = _SKLEARN_NAMES.get(last, last)
         self.t_ = 0
-        self.loss_curve_: list[float] = []
+        self.loss_curve_ = []
         self._reset_stopping_state()
 
     def _reset_stopping_state(self) -> None:
         """What scikit-learn's stopping rule tracks, for the current ``early_stopping``."""
         self._no_improvement_count = 0
         if self.early_stopping:
-            self.validation_scores_: list[float] | None = []
-            self.validation_loss_curve_: list[float] | None = []
-            self.best_validation_score_: float | None = -np.inf
-            self.best_loss_: float | None = None
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
             self._best_params = [p.copy() for p in self.network_.weights + self.network_.biases]
         else:
             self.validation_scores_ = self.validation_loss_curve_ = None

@@ -273,11 +273,12 @@ def fit_lbfgs(
         )
     history = History()
     callbacks = list(callbacks)
-    best = {"cost": math.inf, "params": None, "waited": 0}
+    best_cost, waited = math.inf, 0
+    best_params: np.ndarray | None = None
     t0 = time.perf_counter()
 
     def after_iteration(iteration: int, cost: float) -> bool:
-        nonlocal t0
+        nonlocal t0, best_cost, best_params, waited
         val_cost = val_acc = None
         if Xv is not None and Yv is not None and ws_val is not None:
             val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
@@ -295,14 +296,14 @@ def fit_lbfgs(
         history.append(rec)
         stop = False
         if val_cost is not None:
-            if val_cost < best["cost"] - min_delta:
-                best.update(cost=val_cost, waited=0)
+            if val_cost < best_cost - min_delta:
+                best_cost, waited = val_cost, 0
                 history.best_epoch = iteration
                 if early_stopping:
-                    best["params"] = net.params.copy()
+                    best_params = net.params.copy()
             else:
-                best["waited"] += 1
-                stop = early_stopping and best["waited"] >= patience
+                waited += 1
+                stop = early_stopping and waited >= patience
         for cb in callbacks:
             if cb(rec) is True:
                 stop = True
@@ -310,6 +311,6 @@ def fit_lbfgs(
         return stop
 
     minimize(objective, max_iter=epochs, callback=after_iteration)
-    if best["params"] is not None:
-        np.copyto(net.params, best["params"])
+    if best_params is not None:
+        np.copyto(net.params, best_params)
     return history
