@@ -97,9 +97,9 @@ except ImportError as exc:  # validate_data and __sklearn_tags__ arrived in 1.6
 from deltaflow import io
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network, check_dtype
+from deltaflow.training.hooks import LARGE_INPUT, EpochRecord, largest_magnitude
 from deltaflow.training.lbfgs import FullBatchObjective
 from deltaflow.training.lbfgs import minimize as minimize_lbfgs
-from deltaflow.training.loop import LARGE_INPUT, EpochRecord, largest_magnitude
 from deltaflow.training.loop import fit as train_fit
 from deltaflow.training.optimizers import Optimizer, get_optimizer
 

@@ -27,7 +27,8 @@ from scipy import sparse
 from deltaflow.engine import backprop
 from deltaflow.errors import ConfigError, DataError, DivergenceError
 from deltaflow.network import Network, as_generator
-from deltaflow.training.loop import EpochRecord, History, _evaluate, _labels, _sample_weights
+from deltaflow.training.hooks import EpochRecord, History, evaluate_arrays
+from deltaflow.training.loop import _prepare_data
 
 __all__ = ["FullBatchObjective", "fit_lbfgs", "minimize"]
 
@@ -237,34 +238,13 @@ def fit_lbfgs(
     falling. The arguments are :func:`deltaflow.fit`'s.
     """
     rng = net.rng if seed is None else as_generator(seed)
-    X = net.check_X(X)
-    Yenc, is_class = net.encode_targets(Y, X.shape[0])
-    W = _sample_weights(sample_weight, X.shape[0], net.dtype)
-    Xv = Yv = None
-    if validation_data is not None:
-        try:
-            Xv_raw, Yv_raw = validation_data
-        except (TypeError, ValueError):
-            raise ConfigError("validation_data must be a pair (X_val, Y_val)") from None
-        Xv = net.check_X(Xv_raw, "X_val")
-        Yv, _ = net.encode_targets(Yv_raw, Xv.shape[0], "Y_val")
-    elif validation_split > 0:
-        m_val = int(round(validation_split * X.shape[0]))
-        if m_val < 1 or m_val >= X.shape[0]:
-            raise DataError(
-                f"validation_split={validation_split} of {X.shape[0]} examples leaves "
-                "no training or no validation rows; use more data or another fraction"
-            )
-        order = rng.permutation(X.shape[0])
-        Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
-        X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
-        W = None if W is None else W[order[m_val:]]
-    if early_stopping and Xv is None:
+    data = _prepare_data(net, X, Y, sample_weight, validation_split, validation_data, rng, None)
+    if early_stopping and data.Xv is None:
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
-    labels = _labels(Yenc) if is_class else None
-    labels_v = _labels(Yv) if (is_class and Yv is not None) else None
+    X, Yenc, W, labels = data.X, data.Y, data.W, data.labels
+    Xv, Yv, labels_v = data.Xv, data.Yv, data.labels_v
     objective = FullBatchObjective(net, X, Yenc, W, weight_decay=weight_decay, labels=labels)
     ws_val = None
     if Xv is not None:
@@ -281,7 +261,7 @@ def fit_lbfgs(
         nonlocal t0, best_cost, best_params, waited
         val_cost = val_acc = None
         if Xv is not None and Yv is not None and ws_val is not None:
-            val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
+            val_cost, val_acc = evaluate_arrays(net, Xv, Yv, labels_v, ws_val)
         hits = objective.hits
         rec = EpochRecord(
             epoch=iteration,
