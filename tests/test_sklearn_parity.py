@@ -204,6 +204,39 @@ def test_sparse_and_dense_input_give_the_same_weights(fmt: str, solver: str) -> 
         np.testing.assert_allclose(sparse_fit.coefs_[0], dense.coefs_[0], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_on_sparse_rows_equals_fit_on_dense(optimizer: str, weighted: bool) -> None:
+    """deltaflow.fit itself: plain SGD fused into the backward pass (weighted or not) and
+    Adam, with a validation split and evaluate, sparse against dense."""
+    X = _X * (_rng.random(_X.shape) < 0.3)
+    y = _TARGETS["multiclass"][2]
+    w = _WEIGHTS if weighted else None
+    nets = [Network([5, 4, 3], "tanh", "cross_entropy", seed=1) for _ in range(2)]
+    histories = [
+        deltaflow.fit(
+            net,
+            data,
+            y,
+            sample_weight=w,
+            epochs=3,
+            batch_size=7,
+            optimizer=optimizer,
+            learning_rate=0.1,
+            weight_decay=0.01,
+            validation_split=0.2,
+            seed=0,
+        )  # fmt: skip
+        for net, data in zip(nets, (X, sparse.csr_matrix(X)))
+    ]
+    np.testing.assert_allclose(nets[1].params, nets[0].params, rtol=0, atol=1e-13)
+    assert histories[1].cost == pytest.approx(histories[0].cost, rel=1e-12)
+    assert histories[1].val_cost == pytest.approx(histories[0].val_cost, rel=1e-12)
+    assert deltaflow.evaluate(nets[1], sparse.csc_matrix(X), y) == pytest.approx(
+        deltaflow.evaluate(nets[1], X, y), rel=1e-12
+    )
+
+
 def test_sparse_epochs_match_sklearn_from_the_same_weights() -> None:
     Xs = sparse.csr_matrix(_X * (_rng.random(_X.shape) < 0.3))
     y = _TARGETS["regression"][2]
