@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine import backprop
 from deltaflow.engine import params as flat
@@ -64,10 +65,10 @@ class Network:
         one per layer, the last being the output's. With one name and the
         ``cross_entropy`` cost the output layer is softmax; with
         ``binary_cross_entropy`` it is sigmoid. Names: sigmoid, tanh, relu,
-        leaky_relu, identity, softmax.
+        leaky_relu, identity, exp, softmax.
     cost : str, default "squared_error"
-        ``squared_error`` (the notes' ``C``), ``cross_entropy`` (softmax output) or
-        ``binary_cross_entropy`` (sigmoid output).
+        ``squared_error`` (the notes' ``C``), ``cross_entropy`` (softmax output),
+        ``binary_cross_entropy`` (sigmoid output) or ``poisson`` (exp output).
     dtype : {"float64", "float32"}, default "float64"
         Dtype of the parameters and of every computation.
     seed : int, numpy.random.Generator or None
@@ -230,8 +231,11 @@ class Network:
         return new
 
     # ------------------------------------------------------------- checked inputs
-    def check_X(self, X: Any, name: str = "X") -> np.ndarray:
+    def check_X(self, X: Any, name: str = "X") -> Any:
         """``X`` as a C-ordered array of the network's dtype, of shape ``(m, S[0])``.
+
+        A scipy.sparse matrix or array comes back as a CSR matrix of the network's dtype
+        (its rows are what batches gather), never densified.
 
         Raises
         ------
@@ -239,6 +243,8 @@ class Network:
             If ``X`` is not a non-empty 2-D numeric array with ``S[0]`` columns of
             finite values.
         """
+        if sparse.issparse(X):
+            return self._check_sparse_X(X, name)
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
@@ -265,6 +271,19 @@ class Network:
                 f"{name} contains NaN or infinite values (first at row {r}, column {c}); "
                 "clean or impute them first"
             )
+        return X
+
+    def _check_sparse_X(self, X: Any, name: str) -> sparse.csr_matrix:
+        if X.ndim != 2 or X.shape[1] != self.sizes[0] or X.shape[0] == 0:
+            raise DataError(
+                f"{name} must be a non-empty sparse matrix of shape (m, {self.sizes[0]}), "
+                f"got shape {X.shape}; pass the same columns used for training"
+            )
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+            raise DataError(f"{name} must be numeric, got dtype {X.dtype}")
+        X = sparse.csr_matrix(X, dtype=self.dtype)
+        if not np.isfinite(X.data).all():
+            raise DataError(f"{name} contains NaN or infinite values; clean or impute them first")
         return X
 
     def encode_targets(self, Y: Any, m: int, name: str = "Y") -> tuple[np.ndarray, bool]:
@@ -339,14 +358,14 @@ class Network:
 
         Parameters
         ----------
-        X : array-like of shape (m, S[0])
+        X : array-like or scipy.sparse matrix of shape (m, S[0])
 
         Returns
         -------
         ndarray of shape (m, S[L])
         """
         X = self.check_X(X)
-        ws = backprop.Workspace(self, X.shape[0])
+        ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         return backprop.forward(self, ws, X).copy()
 
     def predict(self, X: Any) -> np.ndarray:
@@ -367,7 +386,7 @@ class Network:
         """The cost ``C = (1/m) sum_i C_i`` on a batch (without any weight decay)."""
         X = self.check_X(X)
         Yenc, _ = self.encode_targets(Y, X.shape[0])
-        ws = backprop.Workspace(self, X.shape[0])
+        ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         return self.loss.value(backprop.forward(self, ws, X), Yenc)
 
     def gradients(self, X: Any, Y: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -380,7 +399,7 @@ class Network:
         """
         X = self.check_X(X)
         Yenc, _ = self.encode_targets(Y, X.shape[0])
-        ws = backprop.Workspace(self, X.shape[0])
+        ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         backprop.forward(self, ws, X)
         backprop.backward(self, ws, Yenc)
         return [g.copy() for g in ws.dtheta], [g.copy() for g in ws.db]

@@ -68,7 +68,10 @@ def register(sub: Any) -> None:
     )
     g.add_argument("--batch-size", type=int, default=10, help="examples per step (default 10)")
     g.add_argument(
-        "--optimizer", default="sgd", help=f"one of {', '.join(OPTIMIZERS)} (default sgd)"
+        "--optimizer",
+        default="sgd",
+        help=f"one of {', '.join(OPTIMIZERS)}, lbfgs (full batch: each epoch is one "
+        "L-BFGS iteration; default sgd)",
     )
     g.add_argument(
         "--learning-rate",
@@ -268,7 +271,14 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
         f"[bold]{escape(data.name)}[/]: {X.shape[0]} training and {X_test.shape[0]} test "
         f"examples; the model {scaling.describe()}"
     )
-    console.print(f"{net!r}, {args.optimizer} (alpha={lr:g}), batch {args.batch_size}")
+    console.print(
+        f"{net!r}, "
+        + (
+            "lbfgs, full batch"
+            if args.optimizer.lower() == "lbfgs"
+            else f"{args.optimizer} (alpha={lr:g}), batch {args.batch_size}"
+        )
+    )
     if ckpt is not None:
         console.print(f"resuming from {escape(str(ckpt.path))} after epoch {ckpt.epoch}")
     extra = _model_extra(args, data, split, scaling)

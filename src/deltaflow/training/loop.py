@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine import backprop
 from deltaflow.engine.blas import cap_threads
@@ -67,7 +68,7 @@ def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float,
     """
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
-    ws = backprop.Workspace(net, min(chunk, X.shape[0]))
+    ws = backprop.Workspace(net, min(chunk, X.shape[0]), input_buffer=not sparse.issparse(X))
     return evaluate_arrays(net, X, Yenc, labels_of(Yenc) if is_class else None, ws)
 
 
@@ -113,7 +114,9 @@ def fit(
     Parameters
     ----------
     net : Network
-    X : array-like of shape (m, S[0])
+    X : array-like or scipy.sparse matrix of shape (m, S[0])
+        Sparse input (CSR, CSC or any scipy.sparse format) is kept sparse: batches are
+        gathered as CSR rows and the first layer multiplies them sparse @ dense.
     Y : array-like
         Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
         targets of shape (m, S[L]) (or (m,) for one output).
@@ -128,7 +131,11 @@ def fit(
         Rows per step (the last batch of an epoch may be smaller).
     learning_rate : float
         ``alpha``; with ``schedule`` the rate of the first epoch.
-    optimizer : {"sgd", "momentum", "nesterov", "adam"}
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "lbfgs"}
+        ``lbfgs`` is full-batch L-BFGS (:mod:`deltaflow.training.lbfgs`): each epoch is
+        one iteration over the whole set, ``batch_size``, ``learning_rate`` and the
+        schedule do not apply, and neither checkpoints nor ``track_delta_norms`` are
+        available.
     momentum, beta1, beta2, eps : float
         Settings of momentum/Nesterov and of Adam.
     weight_decay : float
@@ -188,6 +195,26 @@ def fit(
         start of that epoch (the last finite ones known).
     """
     epochs = _positive_int(epochs, "epochs")
+    if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
+        return _fit_lbfgs(
+            net,
+            X,
+            Y,
+            sample_weight=sample_weight,
+            epochs=epochs,
+            weight_decay=weight_decay,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            early_stopping=early_stopping,
+            patience=_positive_int(patience, "patience"),
+            min_delta=min_delta,
+            callbacks=callbacks,
+            seed=seed,
+            unsupported={
+                "checkpoint_dir": checkpoint_dir is not None or resume,
+                "track_delta_norms": track_delta_norms,
+            },
+        )
     batch_size = _positive_int(batch_size, "batch_size")
     if not 0.0 <= validation_split < 1.0:
         raise ConfigError(f"validation_split must be in [0, 1), got {validation_split}")
@@ -283,9 +310,15 @@ def run(
     labels : ndarray of shape (source.m,), optional
         Class index of each of the source's rows, for the epoch's accuracy.
     """
-    ws = backprop.Workspace(net, batch_size, gradients=step.needs_gradients)
+    # a source of sparse rows hands each batch over as a CSR matrix, not in a dense a[0]
+    ws = backprop.Workspace(
+        net,
+        batch_size,
+        gradients=step.needs_gradients,
+        input_buffer=not getattr(source, "sparse", False),
+    )
     source.bind(ws)
-    guard = DivergenceGuard(net)
+    guard = DivergenceGuard(net, getattr(source, "X", None))
     hooks = [guard, *hooks]
     state = TrainingState(net, epochs)
     for hook in hooks:
@@ -393,7 +426,8 @@ class _Data:
 
     def arrays(self) -> list[np.ndarray]:
         """The arrays a checkpoint's data fingerprint covers."""
-        return [a for a in (self.X, self.Y, self.Xv, self.Yv, self.W) if a is not None]
+        arrays = (*_arrays_of(self.X), self.Y, *_arrays_of(self.Xv), self.Yv, self.W)
+        return [a for a in arrays if a is not None]
 
 
 def _prepare_data(
@@ -470,6 +504,29 @@ def _epoch_hooks(
     if data.Xv is not None:
         hooks.append(EarlyStopping(patience, min_delta, stop=early_stopping))
     return hooks
+
+
+def _arrays_of(X: Any) -> tuple[Any, ...]:
+    """The arrays that hold ``X``'s values: itself, or a sparse matrix's three."""
+    if sparse.issparse(X):
+        return X.data, X.indices, X.indptr
+    return (X,)
+
+
+def _fit_lbfgs(
+    net: Network, X: Any, Y: Any, unsupported: dict[str, bool], **kwargs: Any
+) -> History:
+    """``fit`` with ``optimizer="lbfgs"`` (:mod:`deltaflow.training.lbfgs`)."""
+    from deltaflow.training.lbfgs import fit_lbfgs  # it builds on this module's parts
+
+    for name, used in unsupported.items():
+        if used:
+            raise ConfigError(f"{name} is not available with optimizer='lbfgs'; leave it out")
+    if not 0.0 <= kwargs["validation_split"] < 1.0:
+        raise ConfigError(f"validation_split must be in [0, 1), got {kwargs['validation_split']}")
+    if kwargs["weight_decay"] < 0:
+        raise ConfigError(f"weight_decay must be non-negative, got {kwargs['weight_decay']}")
+    return fit_lbfgs(net, X, Y, **kwargs)
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:
