@@ -425,9 +425,23 @@ def _check_options(args: argparse.Namespace) -> _Checked:
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative whole number, got {args.seed}")
     args.optimizer = args.optimizer.lower()
-    if args.optimizer not in OPTIMIZERS:
+    if args.optimizer not in (*OPTIMIZERS, "lbfgs"):
         raise ConfigError(
-            f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {args.optimizer!r}"
+            f"--optimizer must be one of {', '.join(OPTIMIZERS)}, lbfgs; got {args.optimizer!r}"
+        )
+    if args.optimizer == "lbfgs" and (args.checkpoint_dir or args.resume):
+        raise ConfigError(
+            "--optimizer lbfgs runs without checkpoints; leave out --checkpoint-dir and --resume"
+        )
+    if args.optimizer == "lbfgs" and _pictures.wants_delta_norms(args):
+        raise ConfigError(
+            "--optimizer lbfgs records no per-layer delta norms; leave out --plot-deltas "
+            "and --delta-table"
+        )
+    if args.optimizer == "lbfgs" and str(args.learning_rate).lower() == "auto":
+        raise ConfigError(
+            "--lr auto picks a step size, but lbfgs finds each step by a line search; "
+            "leave --lr out"
         )
     if args.schedule.lower() not in SCHEDULES:
         raise ConfigError(
