@@ -1,7 +1,17 @@
-"""The training loop: mini-batch gradient descent, history, validation, callbacks.
+"""The training loop: epochs of batches from a source, through a step, with hooks between.
 
-``fit`` returns data (a :class:`History`) and prints nothing; the CLI draws its progress
-bar from the per-epoch callback.
+The parts, each in its own module:
+
+* a batch source (:mod:`.batches`) fills the workspace with the next batch and owns the
+  order of an epoch's rows;
+* a step (:mod:`.steps`) runs forward, cost, backward and update on that batch;
+* hooks (:mod:`.hooks`) do what happens between epochs: validation, early stopping,
+  checkpoints, delta norms, the user's callbacks; a guard against divergence always runs.
+
+:func:`run` is the loop over those parts; :func:`fit` checks its arguments, prepares the
+data, picks the parts and hands over to :func:`run`. ``fit`` returns data (a
+:class:`History`) and prints nothing; the CLI draws its progress bar from the per-epoch
+callback.
 """
 
 from __future__ import annotations
@@ -9,117 +19,39 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from deltaflow.engine import backprop
-from deltaflow.engine.blas import cap_threads, writable_in_place
-from deltaflow.errors import ConfigError, DataError, DivergenceError
+from deltaflow.engine.blas import cap_threads
+from deltaflow.errors import ConfigError, DataError
 from deltaflow.network import Network, as_generator
 from deltaflow.training import checkpoint
+from deltaflow.training.batches import ArraySource, BatchSource
+from deltaflow.training.hooks import (
+    Callbacks,
+    Checkpoints,
+    DeltaNorms,
+    DivergenceGuard,
+    EarlyStopping,
+    EpochRecord,
+    History,
+    Hook,
+    TrainingState,
+    Validation,
+    evaluate_arrays,
+    labels_of,
+    predict_into,
+)
 from deltaflow.training.optimizers import Optimizer, get_optimizer, get_schedule
+from deltaflow.training.steps import Step, make_step
 
-__all__ = ["EpochRecord", "History", "evaluate", "fit"]
-
-
-@dataclass
-class EpochRecord:
-    """What one epoch produced; passed to every callback.
-
-    ``cost`` is the mean over the epoch's batches of the cost each batch had when it
-    was used (before its update), as Keras and scikit-learn report it: no extra pass.
-    """
-
-    epoch: int
-    cost: float
-    accuracy: float | None
-    val_cost: float | None
-    val_accuracy: float | None
-    learning_rate: float
-    seconds: float
-
-
-@dataclass
-class History:
-    """Per-epoch training record returned by :func:`fit`.
-
-    Attributes
-    ----------
-    epoch, cost, accuracy, val_cost, val_accuracy, learning_rate, seconds : list
-        One entry per epoch run; accuracies are None for regression and validation
-        entries None without validation data.
-    best_epoch : int or None
-        The epoch with the lowest validation cost (early stopping restores it).
-    stopped_early : bool
-        True when early stopping or a callback ended training before ``epochs``.
-    delta_norms : list of list of float
-        With ``fit(..., track_delta_norms=True)``, one entry per epoch: for each layer
-        ``l = 1..L``, the mean over the epoch's batches of the mean ``|delta^(l)|`` per
-        example and unit (``delta`` without the engine's ``1/m``). Empty otherwise.
-    """
-
-    epoch: list[int] = field(default_factory=list)
-    cost: list[float] = field(default_factory=list)
-    accuracy: list[float | None] = field(default_factory=list)
-    val_cost: list[float | None] = field(default_factory=list)
-    val_accuracy: list[float | None] = field(default_factory=list)
-    learning_rate: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    stopped_early: bool = False
-    delta_norms: list[list[float]] = field(default_factory=list)
-
-    def append(self, rec: EpochRecord) -> None:
-        for key, value in asdict(rec).items():
-            getattr(self, key).append(value)
-
-    def __len__(self) -> int:
-        return len(self.epoch)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain lists and scalars (JSON-serialisable)."""
-        return asdict(self)
-
+__all__ = ["EpochRecord", "History", "evaluate", "fit", "run"]
 
 Callback = Callable[[EpochRecord], Any]
-
-
-def _labels(Yenc: np.ndarray) -> np.ndarray:
-    """Class indices from encoded targets (one-hot rows, or one 0/1 column)."""
-    if Yenc.shape[1] == 1:
-        return (Yenc[:, 0] > 0.5).astype(np.int64)
-    return Yenc.argmax(axis=1)
-
-
-def _batch_starts(m: int, bs: int, threads: int | None) -> Iterator[int]:
-    """The first row of each batch; meanwhile the engine's BLAS keeps to ``threads``.
-
-    The setting is restored when the batches end, the loop is left or an error passes.
-    """
-    restore = cap_threads(threads) if threads else None
-    try:
-        yield from range(0, m, bs)
-    finally:
-        if restore is not None:
-            restore()
-
-
-def _predict_into(a: np.ndarray, out: np.ndarray) -> None:
-    """The predicted class of each row of ``a`` into ``out``: class 1 where a single
-    output exceeds 0.5, else the largest output's index."""
-    if a.shape[1] == 1:
-        np.greater(a[:, 0], 0.5, out=out)
-    else:
-        a.argmax(axis=1, out=out)
-
-
-def _hits(a: np.ndarray, labels: np.ndarray) -> int:
-    pred = np.empty(a.shape[0], dtype=np.intp)
-    _predict_into(a, pred)
-    return int(np.count_nonzero(pred == labels))
 
 
 def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float, float | None]:
@@ -135,29 +67,8 @@ def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float,
     """
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
-    return _evaluate(net, X, Yenc, _labels(Yenc) if is_class else None, chunk)
-
-
-def _evaluate(
-    net: Network,
-    X: np.ndarray,
-    Yenc: np.ndarray,
-    labels: np.ndarray | None,
-    chunk: int,
-    ws: backprop.Workspace | None = None,
-) -> tuple[float, float | None]:
-    m = X.shape[0]
-    if ws is None:
-        ws = backprop.Workspace(net, min(chunk, m))
-    total, hits = 0.0, 0
-    for start in range(0, m, ws.m):
-        stop = min(start + ws.m, m)
-        view = ws.rows(stop - start)
-        a = backprop.forward(net, view, X[start:stop])
-        total += backprop.cost(net, view, Yenc[start:stop]) * (stop - start)
-        if labels is not None:
-            hits += _hits(a, labels[start:stop])
-    return total / m, (hits / m if labels is not None else None)
+    ws = backprop.Workspace(net, min(chunk, X.shape[0]))
+    return evaluate_arrays(net, X, Yenc, labels_of(Yenc) if is_class else None, ws)
 
 
 def fit(
@@ -311,11 +222,196 @@ def fit(
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = checkpoint.start_run(checkpoint_dir, resume, net, config)
+    data = _prepare_data(net, X, Y, sample_weight, validation_split, validation_data, rng, ckpt)
+    fingerprint = _check_fingerprint(checkpoint_dir, ckpt, data)
+    if early_stopping and data.Xv is None:
+        raise ConfigError(
+            "early_stopping needs validation data; pass validation_split or validation_data"
+        )
+    source = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
+    if source.total_weight <= 0:
+        raise DataError(
+            "sample_weight is zero for every training row; give some rows a positive weight"
+        )
+    bs = min(batch_size, source.m)
+    hooks = _epoch_hooks(net, data, bs, track_delta_norms, early_stopping, patience, min_delta)
+    hooks.append(Callbacks(callbacks))
+    if checkpoint_dir is not None:
+        hooks.append(
+            Checkpoints(
+                checkpoint_dir,
+                every,
+                ckpt,
+                optimizer=opt,
+                rng=rng,
+                source=source,
+                split=data.split,
+                config=config,
+                fingerprint=fingerprint,
+                extra=checkpoint_extra,
+            )
+        )
+    step = make_step(net, opt, weight_decay)
+    return run(net, source, step, epochs, bs, rate, rng, hooks, labels=data.labels)
 
+
+def run(
+    net: Network,
+    source: BatchSource,
+    step: Step,
+    epochs: int,
+    batch_size: int,
+    rate: Callable[[int], float],
+    rng: np.random.Generator,
+    hooks: Sequence[Hook] = (),
+    *,
+    labels: np.ndarray | None = None,
+) -> History:
+    """Train ``net`` for ``epochs`` epochs of ``source``'s batches through ``step``.
+
+    The loop itself: a workspace for ``batch_size`` rows, a :class:`DivergenceGuard`
+    ahead of ``hooks``, and for each epoch the rate ``rate(epoch)``, the batches, the
+    :class:`EpochRecord` and the hooks (see :mod:`deltaflow.training.hooks`).
+
+    Parameters
+    ----------
+    source : BatchSource
+        Bound here to the workspace; draws each epoch's order from ``rng``.
+    step : Step
+    rate : callable
+        The learning rate of each epoch ``0..epochs-1``.
+    labels : ndarray of shape (source.m,), optional
+        Class index of each of the source's rows, for the epoch's accuracy.
+    """
+    ws = backprop.Workspace(net, batch_size, gradients=step.needs_gradients)
+    source.bind(ws)
+    guard = DivergenceGuard(net)
+    hooks = [guard, *hooks]
+    state = TrainingState(net, epochs)
+    for hook in hooks:
+        hook.on_train_begin(state)
+    epoch = _Epoch(
+        state, source, step, guard, hooks, labels, backprop.blas_threads(net, batch_size)
+    )
+    for number in range(state.first_epoch, epochs):
+        epoch.run(number, float(rate(number)), rng)
+        if state.stop:
+            break
+    for hook in hooks:
+        hook.on_train_end(state)
+    return state.history
+
+
+class _Epoch:
+    """One epoch of :func:`run`: hooks, batches, accuracy, record, hooks."""
+
+    def __init__(
+        self,
+        state: TrainingState,
+        source: BatchSource,
+        step: Step,
+        guard: DivergenceGuard,
+        hooks: list[Hook],
+        labels: np.ndarray | None,
+        threads: int | None,
+    ) -> None:
+        self.state, self.source, self.step, self.guard = state, source, step, guard
+        self.hooks, self.labels, self.threads = hooks, labels, threads
+        # hooks that look at every batch: only those that override on_batch_end
+        self.batch_hooks = [
+            h.on_batch_end for h in hooks if type(h).on_batch_end is not Hook.on_batch_end
+        ]
+        # the predicted class of each row, in the epoch's order, for the accuracy
+        self.pred = np.empty(source.m, dtype=np.intp) if labels is not None else None
+
+    def run(self, epoch: int, learning_rate: float, rng: np.random.Generator) -> None:
+        t0 = time.perf_counter()
+        state = self.state
+        state.epoch, state.learning_rate = epoch, learning_rate
+        state.val_cost = state.val_accuracy = None
+        for hook in self.hooks:
+            hook.on_epoch_begin(state)
+        self.step.start_epoch(learning_rate)
+        total = self.batches(rng)
+        accuracy = None
+        if self.pred is not None and self.labels is not None:
+            hits = int(np.count_nonzero(self.pred == self.labels[self.source.order]))
+            accuracy = hits / self.source.m
+        for hook in self.hooks:
+            hook.on_batches_end(state)
+        state.record = EpochRecord(
+            epoch=epoch + 1,
+            cost=total / self.source.total_weight,
+            accuracy=accuracy,
+            val_cost=state.val_cost,
+            val_accuracy=state.val_accuracy,
+            learning_rate=learning_rate,
+            seconds=time.perf_counter() - t0,
+        )
+        state.history.append(state.record)
+        for hook in self.hooks:
+            hook.on_epoch_end(state)
+
+    def batches(self, rng: np.random.Generator) -> float:
+        """Every batch of the epoch through the step; returns the summed (weighted) cost.
+
+        Meanwhile the engine's BLAS keeps to ``threads`` (restored however the loop ends).
+        """
+        state, step, guard, pred = self.state, self.step, self.guard, self.pred
+        batch_hooks, L = self.batch_hooks, state.net.L
+        total = 0.0
+        restore = cap_threads(self.threads) if self.threads else None
+        try:
+            for number, batch in enumerate(self.source.epoch(rng), start=1):
+                c = step.forward(batch)
+                if not math.isfinite(c):
+                    guard.check_cost(state, c, number)
+                total += c * (batch.n if batch.W is None else float(batch.W.sum()))
+                if pred is not None:  # the classes, for the epoch's accuracy
+                    predict_into(batch.ws.a[L], pred[batch.start : batch.start + batch.n])
+                step.update(batch)
+                for hook in batch_hooks:
+                    hook(state, batch)
+        finally:
+            if restore is not None:
+                restore()
+        return total
+
+
+@dataclass
+class _Data:
+    """Checked training arrays, and the validation arrays when there are any."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    W: np.ndarray | None
+    labels: np.ndarray | None
+    Xv: np.ndarray | None = None
+    Yv: np.ndarray | None = None
+    labels_v: np.ndarray | None = None
+    split: np.ndarray | None = None
+
+    def arrays(self) -> list[np.ndarray]:
+        """The arrays a checkpoint's data fingerprint covers."""
+        return [a for a in (self.X, self.Y, self.Xv, self.Yv, self.W) if a is not None]
+
+
+def _prepare_data(
+    net: Network,
+    X: Any,
+    Y: Any,
+    sample_weight: Any,
+    validation_split: float,
+    validation_data: tuple[Any, Any] | None,
+    rng: np.random.Generator,
+    ckpt: checkpoint.Checkpoint | None,
+) -> _Data:
+    """Check the data and hold out the validation rows (drawn with ``rng``, or, when
+    resuming, the split the run drew at its start)."""
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
     W = _sample_weights(sample_weight, X.shape[0], net.dtype)
-    split = None
+    Xv = Yv = split = None
     if validation_data is not None:
         try:
             Xv_raw, Yv_raw = validation_data
@@ -330,186 +426,50 @@ def fit(
                 f"validation_split={validation_split} of {X.shape[0]} examples leaves "
                 "no training or no validation rows; use more data or another fraction"
             )
-        # a resumed run takes the split it drew at the start, not a new one
         if ckpt is None:
-            order = split = rng.permutation(X.shape[0])
+            split = rng.permutation(X.shape[0])
         else:
-            order = split = checkpoint.stored_split(ckpt, X.shape[0])
-        Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
-        X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
-        W = None if W is None else W[order[m_val:]]
-    else:
-        Xv = Yv = None  # type: ignore[assignment]
-    fingerprint = ""
-    if checkpoint_dir is not None:
-        arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
-        fingerprint = checkpoint.data_fingerprint(*arrays)
-        if ckpt is not None:
-            checkpoint.check_data(ckpt, fingerprint)
-    if early_stopping and Xv is None:
-        raise ConfigError(
-            "early_stopping needs validation data; pass validation_split or validation_data"
-        )
+            split = checkpoint.stored_split(ckpt, X.shape[0])
+        Xv, Yv = X[split[:m_val]], Yenc[split[:m_val]]
+        X, Yenc = X[split[m_val:]], Yenc[split[m_val:]]
+        W = None if W is None else W[split[m_val:]]
+    labels = labels_of(Yenc) if is_class else None
+    labels_v = labels_of(Yv) if (is_class and Yv is not None) else None
+    return _Data(X, Yenc, W, labels, Xv, Yv, labels_v, split)
 
-    m = X.shape[0]
-    m_w = m if W is None else float(W.sum())  # the cost's denominator
-    if m_w <= 0:
-        raise DataError(
-            "sample_weight is zero for every training row; give some rows a positive weight"
-        )
-    labels = _labels(Yenc) if is_class else None
-    labels_v = _labels(Yv) if (is_class and Yv is not None) else None
-    bs = min(batch_size, m)
-    # plain SGD is applied inside the backward pass, when the parameters allow it
-    fused = opt.fused_with_backward and writable_in_place(net.weights + net.biases, net.dtype)
-    ws = backprop.Workspace(net, bs, gradients=not fused)
-    threads = backprop.blas_threads(net, bs)
-    Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
-    Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
-    pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
-    ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
-    params = net.weights + net.biases
-    grads = ws.dtheta + ws.db
-    callbacks = list(callbacks)
 
-    history = History()
-    best_cost, best_params, waited = math.inf, None, 0
-    order = np.arange(m)
-    first_epoch = 0
+def _check_fingerprint(
+    checkpoint_dir: str | os.PathLike[str] | None,
+    ckpt: checkpoint.Checkpoint | None,
+    data: _Data,
+) -> str:
+    """The data's digest for checkpoints ("" without); a resumed run's must match."""
+    if checkpoint_dir is None:
+        return ""
+    fingerprint = checkpoint.data_fingerprint(*data.arrays())
     if ckpt is not None:
-        checkpoint.restore(ckpt, params, opt, rng, order)
-        history = checkpoint.restore_history(ckpt, History)
-        best_cost, waited = float(ckpt.state["best_cost"]), int(ckpt.state["waited"])
-        best_params = ckpt.best_params
-        first_epoch = epochs if ckpt.state["finished"] else ckpt.epoch
-    # the parameters at the start of the epoch: the last finite ones known if it diverges
-    snapshot = [np.empty_like(p) for p in params]
-    for epoch in range(first_epoch, epochs):
-        t0 = time.perf_counter()
-        lr = float(rate(epoch))
-        if shuffle:
-            rng.shuffle(order)
-        for s, p in zip(snapshot, params):
-            np.copyto(s, p)
-        total, hits = 0.0, 0
-        norms: list[list[float]] | None = [] if track_delta_norms else None
-        # plain SGD on unweighted batches: each batch size's step bound once per epoch
-        steps: dict[int, backprop.SgdStep] | None = {} if fused and W is None else None
-        for batch, start in enumerate(_batch_starts(m, bs, threads)):
-            # one step: gather the batch into the workspace, forward, cost, backward and
-            # update, all in preallocated buffers (mode="clip" lets take write straight
-            # into `out`; the indices are in range anyway)
-            idx = order[start : start + bs]
-            n = len(idx)
-            view, Yb = (ws, Ybuf) if n == bs else (ws.rows(n), Ybuf[:n])
-            X.take(idx, axis=0, out=view.a[0], mode="clip")
-            Yenc.take(idx, axis=0, out=Yb, mode="clip")
-            step = None
-            if steps is not None:
-                step = steps.get(n)
-                if step is None:
-                    step = steps[n] = backprop.SgdStep(net, view, Yb, lr, weight_decay)
-            Wb = None if W is None or Wbuf is None else W.take(idx, out=Wbuf[:n], mode="clip")
-            if step is not None:
-                a_L = step.forward()
-                c = step.cost()
-            else:
-                a_L = backprop.forward(net, view)
-                c = backprop.cost(net, view, Yb, Wb)
-            if not math.isfinite(c):
-                for p, s in zip(params, snapshot):
-                    p[...] = s
-                raise DivergenceError(
-                    f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
-                    f"try a smaller learning rate than {lr:g}"
-                )
-            total += c * (n if Wb is None else float(Wb.sum()))
-            if pred is not None:  # the classes, for the epoch's accuracy
-                _predict_into(a_L, pred[start : start + n])
-            if step is not None:
-                step.backward()
-                opt.count_step()
-            elif fused:
-                backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay, sgd_rate=lr)
-                opt.count_step()
-            else:
-                backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay)
-                opt.step(params, grads, lr)
-            if norms is not None:
-                norms.append(_delta_norms(view))
-        if pred is not None and labels is not None:
-            hits = int(np.count_nonzero(pred == labels[order]))
-        if not all(np.isfinite(p).all() for p in params):
-            # the epoch's last update overflowed, and no later batch's cost will see it
-            for p, s in zip(params, snapshot):
-                p[...] = s
-            raise DivergenceError(
-                f"the parameters became infinite or NaN in the last batch of epoch "
-                f"{epoch + 1}; try a smaller learning rate than {lr:g}"
-            )
-        val_cost = val_acc = None
-        if Xv is not None and Yv is not None and ws_val is not None:
-            val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
-        rec = EpochRecord(
-            epoch=epoch + 1,
-            cost=total / m_w,
-            accuracy=hits / m if labels is not None else None,
-            val_cost=val_cost,
-            val_accuracy=val_acc,
-            learning_rate=lr,
-            seconds=time.perf_counter() - t0,
-        )
-        history.append(rec)
-        if norms is not None:
-            history.delta_norms.append(np.mean(norms, axis=0).tolist())
-        stop = False
-        if val_cost is not None:
-            if val_cost < best_cost - min_delta:
-                best_cost, waited, history.best_epoch = val_cost, 0, epoch + 1
-                if early_stopping:
-                    best_params = [p.copy() for p in params]
-            else:
-                waited += 1
-                stop = early_stopping and waited >= patience
-        for cb in callbacks:
-            if cb(rec) is True:
-                stop = True
-        if stop:
-            history.stopped_early = epoch + 1 < epochs
-        if checkpoint_dir is not None and (stop or epoch + 1 == epochs or (epoch + 1) % every == 0):
-            checkpoint.save_run(
-                checkpoint_dir,
-                epoch=epoch + 1,
-                net=net,
-                optimizer=opt,
-                rng=rng,
-                order=order,
-                split=split,
-                history=history.as_dict(),
-                config=config,
-                state={
-                    "best_cost": best_cost,
-                    "waited": waited,
-                    "finished": stop or epoch + 1 == epochs,
-                    "data": fingerprint,
-                },
-                best_params=best_params,
-                extra=checkpoint_extra,
-            )
-        if stop:
-            break
-    if best_params is not None:
-        for p, b in zip(params, best_params):
-            p[...] = b
-    return history
+        checkpoint.check_data(ckpt, fingerprint)
+    return fingerprint
 
 
-def _delta_norms(ws: backprop.Workspace) -> list[float]:
-    """Mean ``|delta[l]|`` for ``l = 1..L``, times ``m`` to undo the engine's folded ``1/m``.
-
-    ``mean * m = sum / S[l]``; ``sum`` costs a third of ``mean`` on small batches.
-    """
-    return [float(np.abs(d).sum()) / d.shape[1] for d in ws.delta[1:]]  # type: ignore[union-attr]
+def _epoch_hooks(
+    net: Network,
+    data: _Data,
+    batch_size: int,
+    track_delta_norms: bool,
+    early_stopping: bool,
+    patience: int,
+    min_delta: float,
+) -> list[Hook]:
+    """Validation (its chunks at least 1024 rows), delta norms and the best epoch."""
+    hooks: list[Hook] = []
+    if data.Xv is not None and data.Yv is not None:
+        hooks.append(Validation(net, data.Xv, data.Yv, data.labels_v, max(batch_size, 1024)))
+    if track_delta_norms:
+        hooks.append(DeltaNorms())
+    if data.Xv is not None:
+        hooks.append(EarlyStopping(patience, min_delta, stop=early_stopping))
+    return hooks
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:
