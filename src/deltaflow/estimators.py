@@ -80,6 +80,7 @@ except ImportError as exc:  # validate_data and __sklearn_tags__ arrived in 1.6
     ) from None
 
 from deltaflow import io
+from deltaflow.engine.devices import get_device
 from deltaflow.errors import ConfigError, DataError, ModelFileError
 from deltaflow.network import Network, check_dtype
 from deltaflow.training.loop import EpochRecord
@@ -144,6 +145,7 @@ class _BaseMLP(BaseEstimator):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype is not None:
             check_dtype(self.dtype)
+        get_device(getattr(self, "device", "cpu"))  # a bad name, no CuPy, no GPU: one line
         if self.callbacks is not None and not (
             isinstance(self.callbacks, Iterable) and all(callable(c) for c in self.callbacks)
         ):
@@ -297,6 +299,7 @@ class _BaseMLP(BaseEstimator):
         names = self._activation_names(len(hidden), output)
         # scikit-learn's own initialisation, so that results match it on average
         self.network_ = Network(sizes, names, cost, dtype=dtype, seed=rng, init="sklearn")
+        self.network_.to(getattr(self, "device", "cpu"))
         self.n_outputs_ = sizes[-1]
         self.n_layers_ = len(sizes)
         last = self.network_.activation_names[-1]
@@ -618,6 +621,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     callbacks : list of callable, optional
         deltaflow extra: each is called with a :class:`deltaflow.EpochRecord` after
         every epoch; one that returns True stops training.
+    device : {"cpu", "cuda"}, default "cpu"
+        deltaflow extra: where the network trains and predicts; ``"cuda"`` needs CuPy
+        and a GPU (``coefs_`` and ``intercepts_`` are then CuPy arrays).
 
     Attributes
     ----------
@@ -670,6 +676,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         cost: str = "log_loss",
         dtype: Any = None,
         callbacks: Any = None,
+        device: str = "cpu",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -697,6 +704,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.cost = cost
         self.dtype = dtype
         self.callbacks = callbacks
+        self.device = device
 
     def _cost_name(self) -> str:
         if self.cost not in ("log_loss", "squared_error"):
@@ -887,6 +895,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
         max_fun: int = 15000,
         dtype: Any = None,
         callbacks: Any = None,
+        device: str = "cpu",
     ) -> None:
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -914,6 +923,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
         self.max_fun = max_fun
         self.dtype = dtype
         self.callbacks = callbacks
+        self.device = device
 
     def _cost_name(self) -> str:
         if self.loss != "squared_error":

@@ -114,7 +114,7 @@ class Network:
         dtype: Any = "float64",
         seed: int | np.random.Generator | None = None,
         init: str = "default",
-        device: str = "cpu",
+        device: str | Device = "cpu",
     ) -> None:
         self.sizes = _check_sizes(sizes)
         place = get_device(device)  # refused before any work when there is no such device
@@ -138,11 +138,12 @@ class Network:
     # ----------------------------------------------------------------- the device
     @property
     def device(self) -> str:
-        """``"cpu"`` or ``"cuda"``: where :attr:`params` lives."""
+        """``"cpu"`` or ``"cuda"`` (or ``"host"``: numpy through the device path), where
+        :attr:`params` lives."""
         place = self.__dict__.get("_device")
         return "cpu" if place is None else place.name
 
-    def to(self, device: str) -> Network:
+    def to(self, device: str | Device) -> Network:
         """Move the parameters to ``device`` (``"cpu"`` or ``"cuda"``), in place; returns
         the network. On a GPU the parameters are a CuPy array and the views cut from it;
         training, :meth:`forward` and the rest then run there.
@@ -155,11 +156,12 @@ class Network:
             For ``"cuda"`` without CuPy, or without a GPU.
         """
         place = get_device(device)
-        if place is None:
-            if self.device != "cpu":
-                self._adopt(self._device.to_host(self._params))  # type: ignore[union-attr]
-                self._device = None
-        elif self.device == "cpu":
+        if place is self._device:
+            return self
+        if self._device is not None:  # back to the host first
+            self._adopt(self._device.to_host(self._params))
+            self._device = None
+        if place is not None:
             self._move(place)
         return self
 

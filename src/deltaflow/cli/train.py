@@ -26,6 +26,7 @@ from deltaflow.cli._common import (
 )
 from deltaflow.data import train_test_split_indices
 from deltaflow.engine.activations import ACTIVATIONS
+from deltaflow.engine.devices import get_device
 from deltaflow.engine.losses import LOSSES
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network
@@ -96,6 +97,12 @@ def register(sub: Any) -> None:
         help="stop when the validation cost stops improving; keep the best epoch",
     )
     g.add_argument("--patience", type=int, default=5, help="epochs without improvement (5)")
+    g.add_argument(
+        "--device",
+        default="cpu",
+        metavar="{cpu,cuda}",
+        help="where to train: cpu (default) or cuda (a GPU, with CuPy installed)",
+    )
     g.add_argument(
         "--test-fraction",
         type=float,
@@ -189,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     out = Console(highlight=False)
+    get_device(args.device)  # no GPU, no CuPy: one line and nothing written
     ckpt = _resume_args(args) if args.resume else None
     save_path = check_output(args.save, args.force, "model file") if args.save else None
     _pictures.check(args)
@@ -232,7 +240,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         sizes = [X.shape[1], 30, n_classes]
     net = Network(
         sizes, activation_arg(args.activation), args.cost, dtype=args.dtype, seed=args.seed
-    )
+    ).to(args.device)
     lr = args.learning_rate
     if lr is None:
         lr = DEFAULT_LR.get((args.optimizer.lower(), net.loss.name == "squared_error"), 0.1)

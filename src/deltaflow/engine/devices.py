@@ -103,8 +103,10 @@ def check_device(device: Any) -> str:
     return device.lower()
 
 
-def get_device(device: str) -> Device | None:
-    """The :class:`Device` for ``device`` (None for ``"cpu"``, the numpy hot path).
+def get_device(device: str | Device) -> Device | None:
+    """The :class:`Device` for ``device`` (None for ``"cpu"``, the numpy hot path); a
+    :class:`Device` itself is taken as it is (``HostDevice()`` runs the GPU's code on
+    numpy arrays).
 
     Raises
     ------
@@ -113,6 +115,8 @@ def get_device(device: str) -> Device | None:
     DeviceError
         For ``"cuda"`` on a machine where CuPy finds no GPU.
     """
+    if isinstance(device, Device):
+        return device
     name = check_device(device)
     if name == "cpu":
         return None

@@ -302,6 +302,5 @@ def check_options(**used: bool) -> None:
     names = [name for name, on in used.items() if on]
     if names:
         raise ConfigError(
-            f"{' and '.join(names)} not available on a GPU yet; "
-            "train with device='cpu' to use them"
+            f"{' and '.join(names)} not available on a GPU yet; train with device='cpu' to use them"
         )
