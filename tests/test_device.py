@@ -4,6 +4,8 @@ without a GPU. The GPU tests at the end skip cleanly without CuPy or a GPU."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -281,3 +283,41 @@ def test_gpu_fit_tracks_the_cpu_and_saves_the_same_bytes(tmp_path) -> None:
     io.save(dev.to("cuda"), tmp_path / "gpu.safetensors")
     io.save(dev.to("cpu"), tmp_path / "cpu.safetensors")
     assert _same_file(tmp_path / "gpu.safetensors", tmp_path / "cpu.safetensors")
+
+
+def _gpu_check_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = script  # its dataclass looks its module up there
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_gpu_check_runs_its_checks_and_benchmark_on_the_cpu(tmp_path, capsys) -> None:
+    script = _gpu_check_script()
+    out = tmp_path / "docs" / "gpu.md"
+    assert script.main(["--cpu", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("PASS  ") == 5 and "FAIL" not in printed
+    text = out.read_text()
+    assert "--cpu --quick --out" in text and "## Checks" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 784-30-10 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["32", "256"]
+    for row in rows:  # every cell measured: positive times and ratios
+        cells = row.strip("| ").split(" | ")
+        times = [float(c.split()[0]) for c in cells[2:4] + cells[5:]]
+        assert all(t > 0 for t in times)
+
+
+@pytest.mark.skipif(CUDA == "gpu", reason="this machine has a GPU")
+def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path, capsys) -> None:
+    script = _gpu_check_script()
+    assert script.main(["--out", str(tmp_path / "gpu.md")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"gpu_check: {CUDA}; run it on a machine")
+    assert list(tmp_path.iterdir()) == []
