@@ -336,7 +336,9 @@ def benchmark(
             try:
                 t_graph, graphed = time_deltaflow(device, sizes, bs, X, Y, graph=True)
                 t_plain, _ = time_deltaflow(device, sizes, bs, X, Y, graph=False)
-                t_prod = time_products(device, sizes, bs, repeats=max(3, min(200, budget_rows // bs)))
+                t_prod = time_products(
+                    device, sizes, bs, repeats=max(3, min(200, budget_rows // bs))
+                )
                 t_torch = (
                     time_torch(torch, where, sizes, bs, X, labels) if torch is not None else None
                 )

@@ -80,8 +80,8 @@ class CublasProducts:
 
 
 class CudaDevice(Device):
-    """The current CUDA device, one non-blocking stream for all of deltaflow's work on
-    it, and a second for copies from the host."""
+    """The current CUDA device, one stream for all of deltaflow's work on it (the one
+    that steps are captured on), and a second for copies from the host."""
 
     name = "cuda"
     _instance: CudaDevice | None = None
@@ -89,7 +89,9 @@ class CudaDevice(Device):
     def __init__(self, cupy: Any) -> None:
         self.xp = self.cp = cupy
         self.products = CublasProducts(cupy)
-        self.stream = cupy.cuda.Stream(non_blocking=True)
+        # blocking: ordered with the default stream, so CuPy calls made outside
+        # activate() (a copy of the parameters, say) still see the step's results
+        self.stream = cupy.cuda.Stream(non_blocking=False)
         self.copy_stream = cupy.cuda.Stream(non_blocking=True)
         self._graph_pools: list[Any] = []
 

@@ -228,7 +228,7 @@ class GraphSgdStep:
             self.graphed = set()
 
     def forward(self, batch: Batch) -> float:
-        net, ws = self.net, batch.ws
+        net, ws = self.net, _workspace(batch)
         if batch.W is not None:
             generic.forward(net, ws)
             c = generic.cost(net, ws, batch.Y, batch.W)
@@ -279,13 +279,21 @@ class DeviceOptimizerStep:
         self.lr = learning_rate
 
     def forward(self, batch: Batch) -> float:
-        generic.forward(self.net, batch.ws)
-        return float(generic.cost(self.net, batch.ws, batch.Y, batch.W))
+        ws = _workspace(batch)
+        generic.forward(self.net, ws)
+        return float(generic.cost(self.net, ws, batch.Y, batch.W))
 
     def update(self, batch: Batch) -> None:
-        ws = batch.ws
+        ws = _workspace(batch)
         generic.backward(self.net, ws, batch.Y, batch.W, weight_decay=self.weight_decay)
         self.optimizer.step([self.net.params], [ws.grad], self.lr)
+
+
+def _workspace(batch: Batch) -> generic.Workspace:
+    """The batch's workspace: a device source serves the generic engine's."""
+    ws = batch.ws
+    assert isinstance(ws, generic.Workspace), "a device step takes a device source's batches"
+    return ws
 
 
 def make_step(
