@@ -7,6 +7,7 @@ Hierarchy::
     ├── DataError (ValueError)     unusable data: shapes, NaNs, labels, files, downloads
     ├── ModelFileError (ValueError) a model or checkpoint file that cannot be trusted
     ├── MissingDependencyError (ImportError) an optional package a feature needs is absent
+    ├── DeviceError (RuntimeError) the device asked for is not there (no CUDA GPU)
     └── DivergenceError (ValueError, ArithmeticError)
                                    training produced a NaN or infinite cost
 
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeltaflowError",
+    "DeviceError",
     "DivergenceError",
     "MissingDependencyError",
     "ModelFileError",
@@ -46,6 +48,10 @@ class ModelFileError(DeltaflowError, ValueError):
 
 class MissingDependencyError(DeltaflowError, ImportError):
     """An optional package that the feature asked for is not installed."""
+
+
+class DeviceError(DeltaflowError, RuntimeError):
+    """The device asked for (``device=\"cuda\"``) is not available on this machine."""
 
 
 class DivergenceError(DeltaflowError, ValueError, ArithmeticError):

@@ -97,6 +97,7 @@ except ImportError as exc:  # validate_data and __sklearn_tags__ arrived in 1.6
     ) from None
 
 from deltaflow import io
+from deltaflow.engine.devices import get_device
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network, check_dtype
 from deltaflow.training.hooks import LARGE_INPUT, EpochRecord, largest_magnitude
@@ -165,6 +166,7 @@ class _BaseMLP(BaseEstimator):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype is not None:
             check_dtype(self.dtype)
+        get_device(getattr(self, "device", "cpu"))  # a bad name, no CuPy, no GPU: one line
         if self.callbacks is not None and not (
             isinstance(self.callbacks, Iterable) and all(callable(c) for c in self.callbacks)
         ):
@@ -413,6 +415,7 @@ class _BaseMLP(BaseEstimator):
         names = self._activation_names(len(hidden), output)
         # scikit-learn's own initialisation, so that results match it on average
         self.network_ = Network(sizes, names, cost, dtype=dtype, seed=rng, init="sklearn")
+        self.network_.to(getattr(self, "device", "cpu"))
         self.n_outputs_ = sizes[-1]
         self.n_layers_ = len(sizes)
         last = self.network_.activation_names[-1]
@@ -490,11 +493,17 @@ class _BaseMLP(BaseEstimator):
         return self.network_.forward(X)
 
     def _score(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> float:
-        """Score without input validation (for early stopping); NaN for a non-finite output."""
+        """Score without input validation (for early stopping); NaN for a non-finite output.
+
+        Finite but huge outputs (a fit on its way to diverging) can overflow the metric's
+        squares; the score is then -inf or NaN, which the stopping rule handles, so numpy's
+        overflow warning would only repeat it.
+        """
         out = self.network_.forward(X)
         if not np.isfinite(out).all():
             return math.nan
-        return float(self._score_function(y, self._decode(out), sample_weight=sample_weight))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(self._score_function(y, self._decode(out), sample_weight=sample_weight))
 
     def _decode(self, out: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -814,6 +823,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     callbacks : list of callable, optional
         deltaflow extra: each is called with a :class:`deltaflow.EpochRecord` after
         every epoch; one that returns True stops training.
+    device : {"cpu", "cuda"}, default "cpu"
+        deltaflow extra: where the network trains and predicts; ``"cuda"`` needs CuPy
+        and a GPU (``coefs_`` and ``intercepts_`` are then CuPy arrays).
 
     Attributes
     ----------
@@ -866,6 +878,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         cost: str = "log_loss",
         dtype: Any = None,
         callbacks: Any = None,
+        device: str = "cpu",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -893,6 +906,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.cost = cost
         self.dtype = dtype
         self.callbacks = callbacks
+        self.device = device
 
     def _cost_name(self) -> str:
         if self.cost not in ("log_loss", "squared_error"):
@@ -1089,6 +1103,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
         max_fun: int = 15000,
         dtype: Any = None,
         callbacks: Any = None,
+        device: str = "cpu",
     ) -> None:
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -1116,6 +1131,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
         self.max_fun = max_fun
         self.dtype = dtype
         self.callbacks = callbacks
+        self.device = device
 
     def _cost_name(self) -> str:
         if self.loss not in ("squared_error", "poisson"):

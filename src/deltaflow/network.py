@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from deltaflow.engine import backprop
+from deltaflow.engine import backprop, on_device
 from deltaflow.engine import params as flat
 from deltaflow.engine.activations import Activation, get_activation
+from deltaflow.engine.devices import Device, get_device
 from deltaflow.engine.losses import Loss, get_loss
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.initializers import get_initializer
@@ -80,6 +81,9 @@ class Network:
         ``"glorot_uniform"``, ``"he_normal"``, ``"sklearn"`` (scikit-learn's MLP),
         ``"torch"`` (PyTorch's ``nn.Linear``) or ``"nielsen"`` (``N(0, 1)`` weights and
         biases). :mod:`deltaflow.initializers` gives each one's formula.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the computations run (see :meth:`to`). The
+        parameters are drawn on the host first, so a seed gives the same network on both.
 
     Attributes
     ----------
@@ -111,8 +115,10 @@ class Network:
         dtype: Any = "float64",
         seed: int | np.random.Generator | None = None,
         init: str = "default",
+        device: str | Device = "cpu",
     ) -> None:
         self.sizes = _check_sizes(sizes)
+        place = get_device(device)  # refused before any work when there is no such device
         self.dtype = check_dtype(dtype)
         self.loss: Loss = get_loss(cost)
         self.activations: list[Activation] = _resolve_activations(activation, self.L, self.loss)
@@ -126,6 +132,44 @@ class Network:
             theta, b = draw(fan_in, fan_out, g, self.rng, hidden=hidden)
             self._weights[l - 1][...] = theta  # cast to the dtype as astype would
             self._biases[l - 1][...] = b
+        self._device: Device | None = None
+        if place is not None:
+            self._move(place)
+
+    # ----------------------------------------------------------------- the device
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda"`` (or ``"host"``: numpy through the device path), where
+        :attr:`params` lives."""
+        place = self.__dict__.get("_device")
+        return "cpu" if place is None else place.name
+
+    def to(self, device: str | Device) -> Network:
+        """Move the parameters to ``device`` (``"cpu"`` or ``"cuda"``), in place; returns
+        the network. On a GPU the parameters are a CuPy array and the views cut from it;
+        training, :meth:`forward` and the rest then run there.
+
+        Raises
+        ------
+        ConfigError
+            For another name.
+        MissingDependencyError, DeviceError
+            For ``"cuda"`` without CuPy, or without a GPU.
+        """
+        place = get_device(device)
+        if place is self._device:
+            return self
+        if self._device is not None:  # back to the host first
+            self._adopt(self._device.to_host(self._params))
+            self._device = None
+        if place is not None:
+            self._move(place)
+        return self
+
+    def _move(self, place: Device) -> None:
+        """Put the host parameters on ``place``."""
+        self._adopt(place.asarray(self._params))
+        self._device = place
 
     def _adopt(self, params: np.ndarray) -> None:
         """Make ``params`` the flat buffer and cut the per-layer views from it."""
@@ -180,10 +224,14 @@ class Network:
         # the views are cut again on unpickling, so they stay views of the new buffer
         state = dict(self.__dict__)
         del state["_weights"], state["_biases"]
+        if state.get("_device") is not None:  # a pickle holds host arrays: it loads on the CPU
+            state["_params"] = state["_device"].to_host(state["_params"])
+            state["_device"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_device", None)
         self._adopt(self._params)
 
     # ----------------------------------------------------------------- description
@@ -225,7 +273,7 @@ class Network:
         new.sizes = list(self.sizes)
         new.activations = list(self.activations)
         new.dtype = self.dtype if dtype is None else check_dtype(dtype)
-        new._adopt(self._params.astype(new.dtype))
+        new._adopt(self._params.astype(new.dtype))  # on the same device as this one
         new.rng = np.random.Generator(type(self.rng.bit_generator)())
         new.rng.bit_generator.state = self.rng.bit_generator.state
         return new
@@ -365,6 +413,8 @@ class Network:
         ndarray of shape (m, S[L])
         """
         X = self.check_X(X)
+        if self._device is not None:
+            return on_device.forward(self, self._device, X)
         ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         return backprop.forward(self, ws, X).copy()
 
@@ -386,6 +436,8 @@ class Network:
         """The cost ``C = (1/m) sum_i C_i`` on a batch (without any weight decay)."""
         X = self.check_X(X)
         Yenc, _ = self.encode_targets(Y, X.shape[0])
+        if self._device is not None:
+            return on_device.cost(self, self._device, X, Yenc)
         ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         return self.loss.value(backprop.forward(self, ws, X), Yenc)
 
@@ -399,6 +451,8 @@ class Network:
         """
         X = self.check_X(X)
         Yenc, _ = self.encode_targets(Y, X.shape[0])
+        if self._device is not None:
+            return on_device.gradients(self, self._device, X, Yenc)
         ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         backprop.forward(self, ws, X)
         backprop.backward(self, ws, Yenc)

@@ -39,6 +39,7 @@ from deltaflow.cli._rates import default_learning_rate, range_test, table_text
 from deltaflow.data import Dataset
 from deltaflow.data.scaling import Scaling, fit_scaling
 from deltaflow.engine.activations import ACTIVATIONS
+from deltaflow.engine.devices import get_device
 from deltaflow.engine.losses import LOSSES
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network
@@ -105,6 +106,12 @@ def register(sub: Any) -> None:
         help="stop when the validation cost stops improving; keep the best epoch",
     )
     g.add_argument("--patience", type=int, default=5, help="epochs without improvement (5)")
+    g.add_argument(
+        "--device",
+        default="cpu",
+        metavar="{cpu,cuda}",
+        help="where to train: cpu (default) or cuda (a GPU, with CuPy installed)",
+    )
     g.add_argument(
         "--test-fraction",
         type=float,
@@ -217,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
     out = Console(highlight=False, soft_wrap=True)
+    get_device(args.device)  # no GPU, no CuPy: one line and nothing written
     ckpt = _resume_args(args) if args.resume else None
     if args.epochs is None:
         args.epochs = 30
@@ -253,7 +261,9 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
             f"--layers starts with {sizes[0]} inputs but the data has {X.shape[1]} features; "
             f"start the layers with {X.shape[1]}"
         )
-    net = Network(sizes, checked.activation, args.cost, dtype=args.dtype, seed=args.seed)
+    net = Network(sizes, checked.activation, args.cost, dtype=args.dtype, seed=args.seed).to(
+        args.device
+    )
     lr = checked.learning_rate
     if lr is None:
         lr = args.learning_rate = default_learning_rate(args.optimizer, net)

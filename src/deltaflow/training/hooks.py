@@ -275,6 +275,18 @@ def evaluate_arrays(
     return total / m, (hits / m if labels is not None else None)
 
 
+def evaluate_outputs(
+    net: Network, out: np.ndarray, Yenc: np.ndarray, labels: np.ndarray | None
+) -> tuple[float, float | None]:
+    """Cost and accuracy (None without ``labels``) of outputs ``out = a[L]``."""
+    accuracy = None
+    if labels is not None:
+        pred = np.empty(out.shape[0], dtype=np.intp)
+        predict_into(out, pred)
+        accuracy = int(np.count_nonzero(pred == labels)) / out.shape[0]
+    return float(net.loss.value(out, Yenc)), accuracy
+
+
 class Validation(Hook):
     """The validation cost and accuracy after every epoch, into ``state.val_*``.
 
@@ -292,11 +304,18 @@ class Validation(Hook):
         self, net: Network, X: np.ndarray, Y: np.ndarray, labels: np.ndarray | None, rows: int
     ) -> None:
         self.X, self.Y, self.labels = X, Y, labels
-        self.ws = backprop.Workspace(
-            net, min(rows, X.shape[0]), input_buffer=not sparse.issparse(X)
+        self.ws = (
+            backprop.Workspace(net, min(rows, X.shape[0]), input_buffer=not sparse.issparse(X))
+            if net.device == "cpu"
+            else None
         )
 
     def on_batches_end(self, state: TrainingState) -> None:
+        if self.ws is None:  # on a device: the outputs come back, the rest is done here
+            state.val_cost, state.val_accuracy = evaluate_outputs(
+                state.net, state.net.forward(self.X), self.Y, self.labels
+            )
+            return
         state.val_cost, state.val_accuracy = evaluate_arrays(
             state.net, self.X, self.Y, self.labels, self.ws
         )

@@ -44,6 +44,7 @@ from deltaflow.training.hooks import (
     TrainingState,
     Validation,
     evaluate_arrays,
+    evaluate_outputs,
     labels_of,
     predict_into,
 )
@@ -68,6 +69,8 @@ def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float,
     """
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
+    if net.device != "cpu":  # the outputs (m x S[L]) come back from the device
+        return evaluate_outputs(net, net.forward(X), Yenc, labels_of(Yenc) if is_class else None)
     ws = backprop.Workspace(net, min(chunk, X.shape[0]), input_buffer=not sparse.issparse(X))
     return evaluate_arrays(net, X, Yenc, labels_of(Yenc) if is_class else None, ws)
 
@@ -255,14 +258,18 @@ def fit(
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
-    source = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
-    if source.total_weight <= 0:
+    if data.W is not None and float(data.W.sum()) <= 0:
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
-    bs = min(batch_size, source.m)
+    bs = min(batch_size, data.X.shape[0])
     hooks = _epoch_hooks(net, data, bs, track_delta_norms, early_stopping, patience, min_delta)
     hooks.append(Callbacks(callbacks))
+    if net.device != "cpu":
+        no_checkpoints = {"checkpoints": checkpoint_dir is not None}
+        return _fit_on_device(net, data, opt, weight_decay, shuffle, bs, epochs, rate, rng, hooks,
+                              track_delta_norms=track_delta_norms, **no_checkpoints)  # fmt: skip
+    source = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
     if checkpoint_dir is not None:
         hooks.append(
             Checkpoints(
@@ -280,6 +287,34 @@ def fit(
         )
     step = make_step(net, opt, weight_decay)
     return run(net, source, step, epochs, bs, rate, rng, hooks, labels=data.labels)
+
+
+def _fit_on_device(
+    net: Network,
+    data: _Data,
+    opt: Optimizer,
+    weight_decay: float,
+    shuffle: bool,
+    batch_size: int,
+    epochs: int,
+    rate: Callable[[int], float],
+    rng: np.random.Generator,
+    hooks: list[Hook],
+    **unavailable: bool,
+) -> History:
+    """``fit``'s loop on the network's device: its own source and step, the same hooks
+    (validation, early stopping, callbacks); the training accuracy is not recorded.
+    ``unavailable`` names the options that a device does not offer yet, each True when
+    asked for."""
+    from deltaflow.training import device as on_device
+
+    on_device.check_options(**unavailable)
+    place = net._device
+    assert place is not None
+    source = on_device.make_source(place, data.X, data.Y, data.W, shuffle)
+    step = on_device.make_step(net, opt, place, weight_decay)
+    with place.activate():
+        return run(net, source, step, epochs, batch_size, rate, rng, hooks)
 
 
 def run(
@@ -310,13 +345,17 @@ def run(
     labels : ndarray of shape (source.m,), optional
         Class index of each of the source's rows, for the epoch's accuracy.
     """
-    # a source of sparse rows hands each batch over as a CSR matrix, not in a dense a[0]
-    ws = backprop.Workspace(
-        net,
-        batch_size,
-        gradients=step.needs_gradients,
-        input_buffer=not getattr(source, "sparse", False),
-    )
+    make_workspace = getattr(step, "workspace", None)  # a device step brings its own
+    if make_workspace is not None:
+        ws = make_workspace(batch_size)
+    else:
+        # a source of sparse rows hands each batch over as a CSR matrix, not in a dense a[0]
+        ws = backprop.Workspace(
+            net,
+            batch_size,
+            gradients=step.needs_gradients,
+            input_buffer=not getattr(source, "sparse", False),
+        )
     source.bind(ws)
     guard = DivergenceGuard(net, getattr(source, "X", None))
     hooks = [guard, *hooks]
