@@ -76,7 +76,8 @@ class CublasProducts:
         self.cublas.gemm("T", "N", a, d, out=out, alpha=alpha, beta=beta)
 
     def column_sums(self, d: Any, ones: Any, out: Any, alpha: float, beta: float, tmp: Any) -> None:
-        self.cublas.gemv("T", d, ones, out=out, alpha=alpha, beta=beta)
+        # cupy.cublas.gemv(transa, alpha, a, x, beta, y) updates y in place
+        self.cublas.gemv("T", alpha, d, ones, beta, out)
 
 
 class CudaDevice(Device):
