@@ -182,7 +182,12 @@ def check_sgd_tracks(device: Device, report: Report, steps: int) -> None:
         f"{steps} SGD steps replayed from a captured step track the CPU, float64, to 1e-10 "
         f"({graphed} of {len(HIDDEN) * len(COSTS)} captured as CUDA graphs)",
         worst <= 1e-10,
-        f"largest difference {worst:.2e}",
+        f"largest difference {worst:.2e}"
+        + (
+            f"; capture failed with {device.capture_error}"
+            if getattr(device, "capture_error", None)
+            else ""
+        ),
     )
 
 

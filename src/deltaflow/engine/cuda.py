@@ -93,6 +93,7 @@ class CudaDevice(Device):
         # blocking: ordered with the default stream, so CuPy calls made outside
         # activate() (a copy of the parameters, say) still see the step's results
         self.stream = cupy.cuda.Stream(non_blocking=False)
+        self.capture_error: str | None = None  # why the last failed capture failed
         self.copy_stream = cupy.cuda.Stream(non_blocking=True)
         self._graph_pools: list[Any] = []
 
@@ -140,7 +141,8 @@ class CudaDevice(Device):
                     fn()
                 finally:
                     graph = stream.end_capture()
-            except Exception:  # not capturable here: replay the calls themselves
+            except Exception as exc:  # not capturable here: replay the calls themselves
+                self.capture_error = f"{type(exc).__name__}: {exc}"
                 stream.synchronize()
                 return fn, False
         launch = graph.launch
