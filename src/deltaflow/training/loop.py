@@ -20,6 +20,15 @@ from deltaflow.engine.blas import cap_threads, writable_in_place
 from deltaflow.errors import ConfigError, DataError, DivergenceError
 from deltaflow.network import Network, as_generator
 from deltaflow.training import checkpoint
+from deltaflow.training.mapped import (
+    BUFFER_BLOCKS,
+    MappedData,
+    MappedInputs,
+    block_order,
+    block_rows,
+    is_mapped,
+    shuffle_mode,
+)
 from deltaflow.training.optimizers import Optimizer, get_optimizer, get_schedule
 
 __all__ = ["EpochRecord", "History", "evaluate", "fit"]
@@ -133,9 +142,32 @@ def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float,
     accuracy : float or None
         Fraction of examples whose predicted class is right; None for regression.
     """
+    if is_mapped(X):
+        data = MappedData(net, X, Y)
+        return _evaluate_mapped(net, data, None, backprop.Workspace(net, min(chunk, data.m)))
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
     return _evaluate(net, X, Yenc, _labels(Yenc) if is_class else None, chunk)
+
+
+def _evaluate_mapped(
+    net: Network, data: MappedData, rows: np.ndarray | None, ws: backprop.Workspace
+) -> tuple[float, float | None]:
+    """:func:`_evaluate` on rows of memory-mapped data (all of them when ``rows`` is None),
+    gathered and converted a chunk at a time."""
+    m = data.m if rows is None else len(rows)
+    Ybuf = np.empty((ws.m, data.S_L), dtype=net.dtype)
+    total, hits = 0.0, 0
+    for start in range(0, m, ws.m):
+        stop = min(start + ws.m, m)
+        view, Yb = ws.rows(stop - start), Ybuf[: stop - start]
+        chunk = np.arange(start, stop) if rows is None else rows[start:stop]
+        data.gather(chunk, view.a[0], Yb)
+        a = backprop.forward(net, view)
+        total += backprop.cost(net, view, Yb) * (stop - start)
+        if data.is_class:
+            hits += _hits(a, _labels(Yb))
+    return total / m, (hits / m if data.is_class else None)
 
 
 def _evaluate(
@@ -178,7 +210,7 @@ def fit(
     schedule: str | Callable[[int], float] = "constant",
     step_size: int = 10,
     gamma: float = 0.5,
-    shuffle: bool = True,
+    shuffle: bool | str = True,
     validation_split: float = 0.0,
     validation_data: tuple[Any, Any] | None = None,
     early_stopping: bool = False,
@@ -203,6 +235,10 @@ def fit(
     ----------
     net : Network
     X : array-like of shape (m, S[0])
+        Arrays from ``np.load(path, mmap_mode="r")`` (or :func:`deltaflow.data.open_npy_dir`)
+        are read where they lie: each batch is gathered from the file, converted and
+        checked for NaN and infinity in a background thread while the previous step
+        runs, so memory does not grow with ``m``.
     Y : array-like
         Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
         targets of shape (m, S[L]) (or (m,) for one output).
@@ -227,8 +263,12 @@ def fit(
         Learning rate per epoch (see :func:`deltaflow.optimizers.get_schedule`).
     step_size, gamma : int, float
         Settings of the ``step`` and ``exponential`` schedules.
-    shuffle : bool
-        Draw a new order of the examples each epoch.
+    shuffle : bool, "rows" or "blocks"
+        Draw a new order of the examples each epoch: ``"rows"``, an exact permutation,
+        or ``"blocks"``, which permutes blocks of contiguous rows and then the rows
+        within a few blocks at a time (see :mod:`deltaflow.training.mapped`). True
+        means ``"rows"`` for arrays in memory and ``"blocks"`` for memory-mapped ones;
+        False keeps the given order.
     validation_split : float
         Fraction of ``X`` held out (drawn with the seed) to validate on each epoch.
     validation_data : (X_val, Y_val), optional
@@ -312,11 +352,34 @@ def fit(
     if checkpoint_dir is not None:
         ckpt = checkpoint.start_run(checkpoint_dir, resume, net, config)
 
-    X = net.check_X(X)
-    Yenc, is_class = net.encode_targets(Y, X.shape[0])
-    W = _sample_weights(sample_weight, X.shape[0], net.dtype)
-    split = None
-    if validation_data is not None:
+    mode = shuffle_mode(shuffle, is_mapped(X))
+    mapped = None
+    if is_mapped(X):
+        # from files: checked and converted a batch at a time, never copied whole
+        split = m_val = None
+        if validation_data is None and validation_split > 0:
+            m_val = _validation_rows(validation_split, X.shape[0])
+            split = _draw_split(rng, ckpt, X.shape[0])
+        mapped = MappedInputs(
+            net,
+            X,
+            Y,
+            _sample_weights(sample_weight, X.shape[0], net.dtype),
+            mode,
+            split=split,
+            m_val=m_val or 0,
+            validation_data=validation_data,
+        )
+        X = Yenc = Xv = Yv = None  # type: ignore[assignment]
+        is_class, W = mapped.data.is_class, mapped.W
+    else:
+        X = net.check_X(X)
+        Yenc, is_class = net.encode_targets(Y, X.shape[0])
+        W = _sample_weights(sample_weight, X.shape[0], net.dtype)
+        split = None
+    if mapped is not None:
+        pass
+    elif validation_data is not None:
         try:
             Xv_raw, Yv_raw = validation_data
         except (TypeError, ValueError):
@@ -324,17 +387,8 @@ def fit(
         Xv = net.check_X(Xv_raw, "X_val")
         Yv, _ = net.encode_targets(Yv_raw, Xv.shape[0], "Y_val")
     elif validation_split > 0:
-        m_val = int(round(validation_split * X.shape[0]))
-        if m_val < 1 or m_val >= X.shape[0]:
-            raise DataError(
-                f"validation_split={validation_split} of {X.shape[0]} examples leaves "
-                "no training or no validation rows; use more data or another fraction"
-            )
-        # a resumed run takes the split it drew at the start, not a new one
-        if ckpt is None:
-            order = split = rng.permutation(X.shape[0])
-        else:
-            order = split = checkpoint.stored_split(ckpt, X.shape[0])
+        m_val = _validation_rows(validation_split, X.shape[0])
+        order = split = _draw_split(rng, ckpt, X.shape[0])
         Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
         X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
         W = None if W is None else W[order[m_val:]]
@@ -342,32 +396,38 @@ def fit(
         Xv = Yv = None  # type: ignore[assignment]
     fingerprint = ""
     if checkpoint_dir is not None:
-        arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
+        if mapped is not None:
+            arrays = mapped.arrays()
+        else:
+            arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
         fingerprint = checkpoint.data_fingerprint(*arrays)
         if ckpt is not None:
             checkpoint.check_data(ckpt, fingerprint)
-    if early_stopping and Xv is None:
+    has_val = Xv is not None if mapped is None else mapped.val is not None
+    if early_stopping and not has_val:
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
 
-    m = X.shape[0]
+    m = X.shape[0] if mapped is None else mapped.m
     m_w = m if W is None else float(W.sum())  # the cost's denominator
     if m_w <= 0:
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
-    labels = _labels(Yenc) if is_class else None
+    labels = _labels(Yenc) if is_class and Yenc is not None else None
     labels_v = _labels(Yv) if (is_class and Yv is not None) else None
     bs = min(batch_size, m)
     # plain SGD is applied inside the backward pass, when the parameters allow it
     fused = opt.fused_with_backward and writable_in_place(net.weights + net.biases, net.dtype)
     ws = backprop.Workspace(net, bs, gradients=not fused)
     threads = backprop.blas_threads(net, bs)
-    Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
+    Ybuf = np.empty((bs, net.sizes[-1]), dtype=net.dtype)
     Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
     pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
-    ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
+    n_val = 0 if not has_val else Xv.shape[0] if mapped is None else mapped.m_val
+    ws_val = backprop.Workspace(net, min(max(bs, 1024), n_val)) if has_val else None
+    prefetch = None if mapped is None else mapped.prefetcher(bs)
     params = net.weights + net.biases
     grads = ws.dtheta + ws.db
     callbacks = list(callbacks)
@@ -387,56 +447,72 @@ def fit(
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         lr = float(rate(epoch))
-        if shuffle:
+        if mode == "rows":
             rng.shuffle(order)
+        elif mode == "blocks" and mapped is not None:
+            order[...] = mapped.block_order(rng)
+        elif mode == "blocks":  # in memory: the same order, over the rows' own bytes
+            order[...] = block_order(m, block_rows(X.strides[0]), BUFFER_BLOCKS, rng)
         for s, p in zip(snapshot, params):
             np.copyto(s, p)
         total, hits = 0.0, 0
         norms: list[list[float]] | None = [] if track_delta_norms else None
         # plain SGD on unweighted batches: each batch size's step bound once per epoch
         steps: dict[int, backprop.SgdStep] | None = {} if fused and W is None else None
-        for batch, start in enumerate(_batch_starts(m, bs, threads)):
-            # one step: gather the batch into the workspace, forward, cost, backward and
-            # update, all in preallocated buffers (mode="clip" lets take write straight
-            # into `out`; the indices are in range anyway)
-            idx = order[start : start + bs]
-            n = len(idx)
-            view, Yb = (ws, Ybuf) if n == bs else (ws.rows(n), Ybuf[:n])
-            X.take(idx, axis=0, out=view.a[0], mode="clip")
-            Yenc.take(idx, axis=0, out=Yb, mode="clip")
-            step = None
-            if steps is not None:
-                step = steps.get(n)
-                if step is None:
-                    step = steps[n] = backprop.SgdStep(net, view, Yb, lr, weight_decay)
-            Wb = None if W is None or Wbuf is None else W.take(idx, out=Wbuf[:n], mode="clip")
-            if step is not None:
-                a_L = step.forward()
-                c = step.cost()
-            else:
-                a_L = backprop.forward(net, view)
-                c = backprop.cost(net, view, Yb, Wb)
-            if not math.isfinite(c):
-                for p, s in zip(params, snapshot):
-                    p[...] = s
-                raise DivergenceError(
-                    f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
-                    f"try a smaller learning rate than {lr:g}"
-                )
-            total += c * (n if Wb is None else float(Wb.sum()))
-            if pred is not None:  # the classes, for the epoch's accuracy
-                _predict_into(a_L, pred[start : start + n])
-            if step is not None:
-                step.backward()
-                opt.count_step()
-            elif fused:
-                backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay, sgd_rate=lr)
-                opt.count_step()
-            else:
-                backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay)
-                opt.step(params, grads, lr)
-            if norms is not None:
-                norms.append(_delta_norms(view))
+        stream = None if prefetch is None else prefetch.epoch(order)
+        try:
+            for batch, start in enumerate(_batch_starts(m, bs, threads)):
+                # one step: gather the batch into the workspace, forward, cost, backward and
+                # update, all in preallocated buffers (mode="clip" lets take write straight
+                # into `out`; the indices are in range anyway)
+                idx = order[start : start + bs]
+                n = len(idx)
+                view, Yb = (ws, Ybuf) if n == bs else (ws.rows(n), Ybuf[:n])
+                if stream is None:
+                    X.take(idx, axis=0, out=view.a[0], mode="clip")
+                    Yenc.take(idx, axis=0, out=Yb, mode="clip")
+                else:  # gathered from the files by the prefetch thread
+                    xb, yb = _next_batch(stream, params, snapshot)
+                    np.copyto(view.a[0], xb)
+                    np.copyto(Yb, yb)
+                step = None
+                if steps is not None:
+                    step = steps.get(n)
+                    if step is None:
+                        step = steps[n] = backprop.SgdStep(net, view, Yb, lr, weight_decay)
+                Wb = None if W is None or Wbuf is None else W.take(idx, out=Wbuf[:n], mode="clip")
+                if step is not None:
+                    a_L = step.forward()
+                    c = step.cost()
+                else:
+                    a_L = backprop.forward(net, view)
+                    c = backprop.cost(net, view, Yb, Wb)
+                if not math.isfinite(c):
+                    for p, s in zip(params, snapshot):
+                        p[...] = s
+                    raise DivergenceError(
+                        f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
+                        f"try a smaller learning rate than {lr:g}"
+                    )
+                total += c * (n if Wb is None else float(Wb.sum()))
+                if pred is not None:  # the classes, for the epoch's accuracy
+                    _predict_into(a_L, pred[start : start + n])
+                elif mapped is not None and is_class:
+                    hits += _hits(a_L, _labels(Yb))
+                if step is not None:
+                    step.backward()
+                    opt.count_step()
+                elif fused:
+                    backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay, sgd_rate=lr)
+                    opt.count_step()
+                else:
+                    backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay)
+                    opt.step(params, grads, lr)
+                if norms is not None:
+                    norms.append(_delta_norms(view))
+        finally:
+            if stream is not None:
+                stream.close()
         if pred is not None and labels is not None:
             hits = int(np.count_nonzero(pred == labels[order]))
         if not all(np.isfinite(p).all() for p in params):
@@ -450,10 +526,12 @@ def fit(
         val_cost = val_acc = None
         if Xv is not None and Yv is not None and ws_val is not None:
             val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
+        elif mapped is not None and mapped.val is not None and ws_val is not None:
+            val_cost, val_acc = _evaluate_mapped(net, mapped.val, mapped.val_rows, ws_val)
         rec = EpochRecord(
             epoch=epoch + 1,
             cost=total / m_w,
-            accuracy=hits / m if labels is not None else None,
+            accuracy=hits / m if is_class else None,
             val_cost=val_cost,
             val_accuracy=val_acc,
             learning_rate=lr,
@@ -510,6 +588,38 @@ def _delta_norms(ws: backprop.Workspace) -> list[float]:
     ``mean * m = sum / S[l]``; ``sum`` costs a third of ``mean`` on small batches.
     """
     return [float(np.abs(d).sum()) / d.shape[1] for d in ws.delta[1:]]  # type: ignore[union-attr]
+
+
+def _validation_rows(validation_split: float, m: int) -> int:
+    """How many of ``m`` examples ``validation_split`` holds out (at least one, not all)."""
+    m_val = int(round(validation_split * m))
+    if m_val < 1 or m_val >= m:
+        raise DataError(
+            f"validation_split={validation_split} of {m} examples leaves "
+            "no training or no validation rows; use more data or another fraction"
+        )
+    return m_val
+
+
+def _draw_split(
+    rng: np.random.Generator, ckpt: checkpoint.Checkpoint | None, m: int
+) -> np.ndarray:
+    """The permutation whose first rows are held out; a resumed run takes the stored one."""
+    return rng.permutation(m) if ckpt is None else checkpoint.stored_split(ckpt, m)
+
+
+def _next_batch(
+    stream: Iterator[tuple[np.ndarray, np.ndarray]],
+    params: list[np.ndarray],
+    snapshot: list[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The next prefetched batch; bad data found in it restores the epoch's parameters."""
+    try:
+        return next(stream)
+    except DataError:
+        for p, s in zip(params, snapshot):
+            p[...] = s
+        raise
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:

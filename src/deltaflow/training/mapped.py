@@ -1,0 +1,410 @@
+"""Batches from memory-mapped data: per-batch checks, block shuffling and a prefetch thread.
+
+Arrays opened with ``np.load(path, mmap_mode="r")`` (or a directory of ``.npy`` shards,
+see :mod:`deltaflow.data.npy`) are never copied whole. Their headers are checked up front
+and the targets scanned once in chunks; the inputs are converted to the network's dtype
+and checked for NaN and infinity one batch at a time, as they are gathered.
+
+Two orders of the examples:
+
+``"rows"``
+    An exact permutation of the rows, drawn as for arrays in memory, so a memory map
+    trains to bit-identical weights. Each row read is a page fault at a random place.
+``"blocks"``
+    The rows are cut into blocks of about :data:`BLOCK_BYTES` of contiguous rows; the
+    blocks are permuted, then the rows of every :data:`BUFFER_BLOCKS` consecutive blocks
+    of that permutation are shuffled together. Every row is still used once per epoch,
+    and the file is read in large runs that the kernel fetches ahead of use.
+
+While the step runs, a background thread gathers the next batches (numpy's ``take``
+and the BLAS products release the GIL) and asks the kernel (``madvise``) to read the
+blocks the next window of the order needs.
+"""
+
+from __future__ import annotations
+
+import mmap
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from deltaflow.data.npy import advise, is_mapped
+from deltaflow.errors import ConfigError, DataError
+
+__all__ = [
+    "BLOCK_BYTES",
+    "BUFFER_BLOCKS",
+    "MappedData",
+    "MappedInputs",
+    "Prefetcher",
+    "block_order",
+    "block_rows",
+    "is_mapped",
+    "shuffle_mode",
+]
+
+BLOCK_BYTES = 1 << 20  # rows read from the file together
+BUFFER_BLOCKS = 32  # blocks whose rows are shuffled together
+_SCAN_ELEMENTS = 1 << 20  # elements per chunk when scanning targets
+
+
+def shuffle_mode(shuffle: Any, mapped: bool) -> str | None:
+    """``"rows"``, ``"blocks"`` or None (no shuffling) from ``fit``'s ``shuffle`` argument.
+
+    ``True`` means ``"blocks"`` for memory-mapped data and ``"rows"`` for data in memory.
+    """
+    if shuffle is True:
+        return "blocks" if mapped else "rows"
+    if shuffle is False or shuffle is None:
+        return None
+    if isinstance(shuffle, str) and shuffle.lower() in ("rows", "blocks"):
+        return shuffle.lower()
+    raise ConfigError(f"shuffle must be True, False, 'rows' or 'blocks', got {shuffle!r}")
+
+
+def block_rows(row_bytes: int) -> int:
+    """Rows per block: about :data:`BLOCK_BYTES` of the file, at least one row."""
+    return max(1, BLOCK_BYTES // max(1, row_bytes))
+
+
+def block_order(
+    m: int, rows_per_block: int, buffer_blocks: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A permutation of ``range(m)`` that reads the rows block by block.
+
+    The ``ceil(m / rows_per_block)`` blocks of contiguous rows are permuted; then the
+    rows of each run of ``buffer_blocks`` blocks of that permutation are permuted among
+    themselves.
+    """
+    n_blocks = -(-m // rows_per_block)
+    blocks = rng.permutation(n_blocks)
+    order = np.empty(m, dtype=np.intp)
+    filled = 0
+    for first in range(0, n_blocks, buffer_blocks):
+        group = blocks[first : first + buffer_blocks]
+        starts = group * rows_per_block
+        counts = np.minimum(starts + rows_per_block, m) - starts
+        rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        rng.shuffle(rows)
+        order[filled : filled + rows.size] = rows
+        filled += rows.size
+    return order
+
+
+class MappedData:
+    """Inputs and targets read from files, checked and converted a batch at a time.
+
+    Parameters
+    ----------
+    net : Network
+        The network the batches are for (its sizes, dtype and output layer).
+    X : memory-mapped array or ShardedRows of shape (m, S[0])
+    Y : memory-mapped array or ShardedRows
+        Class indices of shape ``(m,)`` or targets of shape ``(m, S[L])``, accepted as
+        :meth:`Network.encode_targets` accepts them.
+
+    Raises
+    ------
+    DataError
+        For shapes, element types or target values :meth:`Network.check_X` and
+        :meth:`Network.encode_targets` would refuse (NaN or infinity in ``X`` is found
+        as the batches are read, by :meth:`gather`).
+    """
+
+    def __init__(self, net: Any, X: Any, Y: Any, x_name: str = "X", y_name: str = "Y") -> None:
+        self.X, self.Y, self.x_name = X, Y, x_name
+        self.dtype = np.dtype(net.dtype)
+        self.S_L = net.sizes[-1]
+        shape = tuple(X.shape)
+        if len(shape) != 2:
+            raise DataError(f"{x_name} must be 2-D of shape (m, {net.sizes[0]}), got {shape}")
+        if shape[0] == 0:
+            raise DataError(f"{x_name} is empty (0 rows); pass at least one example")
+        if shape[1] != net.sizes[0]:
+            raise DataError(
+                f"{x_name} has {shape[1]} features but the input layer has {net.sizes[0]}; "
+                "pass the same columns used for training or change the first layer size"
+            )
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"{x_name} must be numeric, got dtype {X.dtype}")
+        self.m = int(shape[0])
+        self.check_finite = X.dtype.kind == "f"
+        self.one_hot, self.is_class = self._scan_targets(Y, y_name)
+
+    def _scan_targets(self, Y: Any, name: str) -> tuple[bool, bool]:
+        """Check the targets in chunks; return (encode as one-hot, targets are classes)."""
+        shape = tuple(Y.shape)
+        if len(shape) == 0 or shape[0] != self.m:
+            got = "a scalar" if len(shape) == 0 else f"{shape[0]} rows"
+            raise DataError(f"X has {self.m} rows but {name} has {got}; pass one target per example")
+        if Y.dtype.kind not in "biuf":
+            raise DataError(f"{name} must be numeric, got dtype {Y.dtype}")
+        S_L = self.S_L
+        if len(shape) == 2 and shape[1] != S_L or len(shape) > 2:
+            raise DataError(
+                f"{name} has shape {shape} but the output layer has {S_L} units; pass "
+                f"class indices of shape (m,) or targets of shape (m, {S_L})"
+            )
+        width = shape[1] if len(shape) == 2 else 1
+        step = max(1, _SCAN_ELEMENTS // width)
+        integral, one_hot_rows, lo, hi = Y.dtype.kind in "biu", True, np.inf, -np.inf
+        for start in range(0, self.m, step):
+            chunk = np.asarray(Y[start : start + step])
+            if chunk.dtype.kind == "f":
+                if not np.isfinite(chunk).all():
+                    raise DataError(f"{name} contains NaN or infinite values; clean them first")
+                integral = integral and bool(np.array_equal(chunk, np.round(chunk)))
+            if chunk.ndim == 1:
+                lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+            elif one_hot_rows:
+                one_hot_rows = bool(
+                    ((chunk == 0) | (chunk == 1)).all() and (chunk.sum(axis=1) == 1).all()
+                )
+        if len(shape) == 2:
+            return False, S_L > 1 and one_hot_rows
+        if S_L == 1:
+            if not integral:  # one real-valued output: regression
+                return False, False
+            if lo < 0 or hi > 1:
+                raise DataError(
+                    f"{name} has labels outside 0..1 for a network with one output unit; "
+                    "use as many output units as classes or pass float targets"
+                )
+            return False, True
+        if not integral:
+            raise DataError(
+                f"{name} is 1-D with non-integer values but the output layer has {S_L} "
+                f"units; pass class indices 0..{S_L - 1} or targets of shape (m, {S_L})"
+            )
+        if lo < 0 or hi >= S_L:
+            bad = int(lo if lo < 0 else hi)
+            raise DataError(
+                f"{name} has label {bad} but the output layer has {S_L} units "
+                f"(labels 0..{S_L - 1}); check the labels or the last layer size"
+            )
+        return True, True
+
+    def gather(self, rows: np.ndarray, x_out: np.ndarray, y_out: np.ndarray) -> None:
+        """Rows ``rows`` of ``X`` and their encoded targets into ``x_out`` and ``y_out``.
+
+        ``x_out`` of shape ``(n, S[0])`` and ``y_out`` of shape ``(n, S[L])`` are of the
+        network's dtype; the values are those :meth:`Network.check_X` and
+        :meth:`Network.encode_targets` give for the same rows.
+        """
+        if self.X.dtype == x_out.dtype:
+            self.X.take(rows, axis=0, out=x_out, mode="clip")
+        else:
+            np.copyto(x_out, self.X.take(rows, axis=0), casting="unsafe")
+        if self.check_finite:
+            self._check_finite(rows, x_out)
+        y = self.Y.take(rows, axis=0)
+        if self.one_hot:
+            y_out.fill(0)
+            y_out[np.arange(len(rows)), y.astype(np.intp)] = 1
+        else:
+            np.copyto(y_out, y.reshape(y_out.shape), casting="unsafe")
+
+    def _check_finite(self, rows: np.ndarray, x: np.ndarray) -> None:
+        # one pass and no mask: the sum of finite values is finite unless it overflows,
+        # and only then is the exact (slower) check needed
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(x.sum()) or np.isfinite(x).all():
+                return
+        r, c = np.argwhere(~np.isfinite(x))[0]
+        raise DataError(
+            f"{self.x_name} contains NaN or infinite values (first at row {rows[r]}, column "
+            f"{c}); clean or impute them first"
+        )
+
+    def advise_order(self, mode: str | None) -> None:
+        """Advice for the whole map: sequential runs for blocks, single pages for rows."""
+        advice = mmap.MADV_RANDOM if mode == "rows" else mmap.MADV_SEQUENTIAL
+        if hasattr(mmap, "MADV_RANDOM"):
+            advise(self.X, advice)
+
+
+class Prefetcher:
+    """Gathers the batches of an epoch in a background thread, ahead of their use.
+
+    Parameters
+    ----------
+    data : MappedData
+    batch_size : int
+    rows : ndarray of int, optional
+        File row of each training position (the training rows after a validation split).
+    readahead_rows : int
+        With ``mode="blocks"``, how far ahead of the batch being gathered the kernel is
+        asked (``MADV_WILLNEED``) to read, in positions of the order; 0 for none.
+    depth : int
+        Batches gathered ahead.
+    """
+
+    def __init__(
+        self,
+        data: MappedData,
+        batch_size: int,
+        *,
+        rows: np.ndarray | None = None,
+        readahead_rows: int = 0,
+        depth: int = 2,
+    ) -> None:
+        self.data, self.bs, self.rows = data, batch_size, rows
+        self.readahead_rows = readahead_rows
+        S0 = data.X.shape[1]
+        self.slots = [
+            (
+                np.empty((batch_size, S0), dtype=data.dtype),
+                np.empty((batch_size, data.S_L), dtype=data.dtype),
+            )
+            for _ in range(depth + 1)
+        ]
+        row_bytes = S0 * data.X.dtype.itemsize
+        self.block = block_rows(row_bytes)
+
+    def epoch(self, order: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(X_batch, Y_batch)`` for each batch of ``order``, in turn.
+
+        Each batch's arrays may be overwritten once the next one is asked for. Errors
+        of the gathering thread (a NaN in the file, a failing disk) are raised here.
+        """
+        ready: queue.Queue[tuple[int, int, BaseException | None]] = queue.Queue()
+        free: queue.Queue[int] = queue.Queue()
+        for slot in range(len(self.slots)):
+            free.put(slot)
+        stop = threading.Event()
+        worker = threading.Thread(
+            target=self._work, args=(order, ready, free, stop), name="deltaflow-prefetch"
+        )
+        worker.daemon = True
+        worker.start()
+        try:
+            for _ in range(0, len(order), self.bs):
+                slot, n, error = ready.get()
+                if error is not None:
+                    raise error
+                x, y = self.slots[slot]
+                yield x[:n], y[:n]
+                free.put(slot)
+        finally:
+            stop.set()
+            free.put(0)  # wake the thread if it waits for a slot
+            worker.join()
+
+    def _work(
+        self,
+        order: np.ndarray,
+        ready: queue.Queue[tuple[int, int, BaseException | None]],
+        free: queue.Queue[int],
+        stop: threading.Event,
+    ) -> None:
+        advised = 0
+        try:
+            for start in range(0, len(order), self.bs):
+                slot = free.get()
+                if stop.is_set():
+                    return
+                if self.readahead_rows:
+                    advised = self._read_ahead(order, start, advised)
+                idx = order[start : start + self.bs]
+                rows = idx if self.rows is None else self.rows[idx]
+                x, y = self.slots[slot]
+                n = len(idx)
+                self.data.gather(rows, x[:n], y[:n])
+                ready.put((slot, n, None))
+        except BaseException as exc:  # raised in the training thread by epoch()
+            ready.put((0, 0, exc))
+
+    def _read_ahead(self, order: np.ndarray, start: int, advised: int) -> int:
+        """Ask the kernel for the blocks of positions up to ``start + readahead_rows``."""
+        until = min(len(order), start + self.readahead_rows)
+        if until - advised < self.readahead_rows // 2 and until < len(order):
+            return advised
+        span = order[advised:until]
+        rows = span if self.rows is None else self.rows[span]
+        blocks = np.unique(rows // self.block)
+        # runs of consecutive blocks become one madvise call each
+        breaks = np.flatnonzero(np.diff(blocks) != 1) + 1
+        for run in np.split(blocks, breaks):
+            if run.size:
+                first = int(run[0]) * self.block
+                last = min((int(run[-1]) + 1) * self.block, self.data.m)
+                advise(self.data.X, mmap.MADV_WILLNEED, first, last)
+        return until
+
+
+
+class MappedInputs:
+    """What ``fit`` trains and validates on when ``X`` is read from files.
+
+    Parameters
+    ----------
+    net : Network
+    X, Y : memory-mapped arrays (see :class:`MappedData`)
+    W : ndarray of shape (m,) or None
+        Checked per-example weights of all rows.
+    mode : {"rows", "blocks"} or None
+        The epoch order (see :func:`shuffle_mode`).
+    split : ndarray of int, optional
+        A permutation of the rows whose first ``m_val`` are held out for validation.
+    validation_data : (X_val, Y_val), optional
+        Explicit validation data, in memory or memory-mapped.
+    """
+
+    def __init__(
+        self,
+        net: Any,
+        X: Any,
+        Y: Any,
+        W: np.ndarray | None,
+        mode: str | None,
+        *,
+        split: np.ndarray | None = None,
+        m_val: int = 0,
+        validation_data: Any = None,
+    ) -> None:
+        self.data = MappedData(net, X, Y)
+        self.mode, self.split = mode, split
+        self.rows: np.ndarray | None = None  # file row of each training position
+        self.val: MappedData | None = None
+        self.val_rows: np.ndarray | None = None
+        if validation_data is not None:
+            try:
+                Xv, Yv = validation_data
+            except (TypeError, ValueError):
+                raise ConfigError("validation_data must be a pair (X_val, Y_val)") from None
+            if not is_mapped(Xv):
+                Xv, Yv = np.asarray(Xv), np.asarray(Yv)
+            self.val = MappedData(net, Xv, Yv, "X_val", "Y_val")
+        elif split is not None:
+            self.val, self.val_rows = self.data, split[:m_val]
+            train = split[m_val:]
+            # blocks read runs of the file: keep the training rows in file order
+            self.rows = np.sort(train) if mode == "blocks" else train
+            W = None if W is None else W[self.rows]
+        self.W = W
+        self.m = self.data.m if self.rows is None else len(self.rows)
+        self.m_val = 0 if self.val is None else self.val.m if self.val_rows is None else m_val
+        self.block = block_rows(self.data.X.shape[1] * self.data.X.dtype.itemsize)
+
+    def block_order(self, rng: np.random.Generator) -> np.ndarray:
+        return block_order(self.m, self.block, BUFFER_BLOCKS, rng)
+
+    def prefetcher(self, batch_size: int) -> Prefetcher:
+        """The epochs' gatherer, after advising the kernel of the access pattern."""
+        self.data.advise_order(self.mode)
+        ahead = 2 * BUFFER_BLOCKS * self.block if self.mode == "blocks" else 0
+        return Prefetcher(self.data, batch_size, rows=self.rows, readahead_rows=ahead)
+
+    def arrays(self) -> list[Any]:
+        """The arrays that identify the data (for a checkpoint's fingerprint), unread."""
+        arrays: list[Any] = []
+        for a in (self.data.X, self.data.Y, self.W, self.split):
+            if a is not None:
+                arrays.extend(getattr(a, "parts", [a]))
+        if self.val is not None and self.val is not self.data:
+            arrays.extend(getattr(self.val.X, "parts", [self.val.X]))
+            arrays.extend(getattr(self.val.Y, "parts", [self.val.Y]))
+        return arrays
