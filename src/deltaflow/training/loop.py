@@ -20,10 +20,11 @@ from deltaflow.engine.blas import cap_threads, writable_in_place
 from deltaflow.errors import ConfigError, DataError, DivergenceError
 from deltaflow.network import Network, as_generator
 from deltaflow.training import checkpoint
+from deltaflow.training.batches import Batch
 from deltaflow.training.mapped import (
     BUFFER_BLOCKS,
     MappedData,
-    MappedInputs,
+    MappedSource,
     block_order,
     block_rows,
     is_mapped,
@@ -360,7 +361,7 @@ def fit(
         if validation_data is None and validation_split > 0:
             m_val = _validation_rows(validation_split, X.shape[0])
             split = _draw_split(rng, ckpt, X.shape[0])
-        mapped = MappedInputs(
+        mapped = MappedSource(
             net,
             X,
             Y,
@@ -427,14 +428,15 @@ def fit(
     pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
     n_val = 0 if not has_val else Xv.shape[0] if mapped is None else mapped.m_val
     ws_val = backprop.Workspace(net, min(max(bs, 1024), n_val)) if has_val else None
-    prefetch = None if mapped is None else mapped.prefetcher(bs)
+    if mapped is not None:
+        mapped.bind(ws)
     params = net.weights + net.biases
     grads = ws.dtheta + ws.db
     callbacks = list(callbacks)
 
     history = History()
     best_cost, best_params, waited = math.inf, None, 0
-    order = np.arange(m)
+    order = np.arange(m) if mapped is None else mapped.order
     first_epoch = 0
     if ckpt is not None:
         checkpoint.restore(ckpt, params, opt, rng, order)
@@ -447,10 +449,11 @@ def fit(
     for epoch in range(first_epoch, epochs):
         t0 = time.perf_counter()
         lr = float(rate(epoch))
-        if mode == "rows":
+        stream = None if mapped is None else mapped.epoch(rng)  # draws its own order
+        if mapped is not None:
+            pass
+        elif mode == "rows":
             rng.shuffle(order)
-        elif mode == "blocks" and mapped is not None:
-            order[...] = mapped.block_order(rng)
         elif mode == "blocks":  # in memory: the same order, over the rows' own bytes
             order[...] = block_order(m, block_rows(X.strides[0]), BUFFER_BLOCKS, rng)
         for s, p in zip(snapshot, params):
@@ -459,7 +462,6 @@ def fit(
         norms: list[list[float]] | None = [] if track_delta_norms else None
         # plain SGD on unweighted batches: each batch size's step bound once per epoch
         steps: dict[int, backprop.SgdStep] | None = {} if fused and W is None else None
-        stream = None if prefetch is None else prefetch.epoch(order)
         try:
             for batch, start in enumerate(_batch_starts(m, bs, threads)):
                 # one step: gather the batch into the workspace, forward, cost, backward and
@@ -472,9 +474,8 @@ def fit(
                     X.take(idx, axis=0, out=view.a[0], mode="clip")
                     Yenc.take(idx, axis=0, out=Yb, mode="clip")
                 else:  # gathered from the files by the prefetch thread
-                    xb, yb = _next_batch(stream, params, snapshot)
-                    np.copyto(view.a[0], xb)
-                    np.copyto(Yb, yb)
+                    b = _next_batch(stream, params, snapshot)
+                    view, Yb = b.ws, b.Y
                 step = None
                 if steps is not None:
                     step = steps.get(n)
@@ -609,10 +610,8 @@ def _draw_split(
 
 
 def _next_batch(
-    stream: Iterator[tuple[np.ndarray, np.ndarray]],
-    params: list[np.ndarray],
-    snapshot: list[np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
+    stream: Iterator[Batch], params: list[np.ndarray], snapshot: list[np.ndarray]
+) -> Batch:
     """The next prefetched batch; bad data found in it restores the epoch's parameters."""
     try:
         return next(stream)

@@ -32,13 +32,15 @@ from typing import Any
 import numpy as np
 
 from deltaflow.data.npy import advise, is_mapped
+from deltaflow.engine.backprop import Workspace
 from deltaflow.errors import ConfigError, DataError
+from deltaflow.training.batches import Batch
 
 __all__ = [
     "BLOCK_BYTES",
     "BUFFER_BLOCKS",
     "MappedData",
-    "MappedInputs",
+    "MappedSource",
     "Prefetcher",
     "block_order",
     "block_rows",
@@ -336,8 +338,12 @@ class Prefetcher:
 
 
 
-class MappedInputs:
-    """What ``fit`` trains and validates on when ``X`` is read from files.
+
+class MappedSource:
+    """A :class:`~deltaflow.training.batches.BatchSource` of rows read from files.
+
+    Batches are gathered by a :class:`Prefetcher` thread and copied into the workspace;
+    per-example weights (small) stay in memory.
 
     Parameters
     ----------
@@ -351,6 +357,11 @@ class MappedInputs:
         A permutation of the rows whose first ``m_val`` are held out for validation.
     validation_data : (X_val, Y_val), optional
         Explicit validation data, in memory or memory-mapped.
+
+    Attributes
+    ----------
+    val : MappedData or None
+        The validation data, and ``val_rows`` its rows (None: all of them).
     """
 
     def __init__(
@@ -387,16 +398,46 @@ class MappedInputs:
         self.W = W
         self.m = self.data.m if self.rows is None else len(self.rows)
         self.m_val = 0 if self.val is None else self.val.m if self.val_rows is None else m_val
+        self.order = np.arange(self.m)
         self.block = block_rows(self.data.X.shape[1] * self.data.X.dtype.itemsize)
+        self._prefetch: Prefetcher | None = None
+        self._batches: dict[int, Batch] = {}
 
-    def block_order(self, rng: np.random.Generator) -> np.ndarray:
-        return block_order(self.m, self.block, BUFFER_BLOCKS, rng)
-
-    def prefetcher(self, batch_size: int) -> Prefetcher:
-        """The epochs' gatherer, after advising the kernel of the access pattern."""
+    def bind(self, ws: Workspace) -> None:
+        """Serve batches into ``ws``; advise the kernel of the epochs' access pattern."""
+        bs = ws.m
+        Y = np.empty((bs, self.data.S_L), dtype=self.data.dtype)
+        W = None if self.W is None else np.empty(bs, dtype=self.W.dtype)
+        self._batches = {bs: Batch(ws, Y, W)}
+        n = self.m % bs
+        if n:
+            self._batches[n] = Batch(ws.rows(n), Y[:n], None if W is None else W[:n])
         self.data.advise_order(self.mode)
         ahead = 2 * BUFFER_BLOCKS * self.block if self.mode == "blocks" else 0
-        return Prefetcher(self.data, batch_size, rows=self.rows, readahead_rows=ahead)
+        self._prefetch = Prefetcher(self.data, bs, rows=self.rows, readahead_rows=ahead)
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
+        if self._prefetch is None:
+            raise RuntimeError("bind the source to a workspace before asking for batches")
+        if self.mode == "rows":
+            rng.shuffle(self.order)
+        elif self.mode == "blocks":
+            self.order[...] = block_order(self.m, self.block, BUFFER_BLOCKS, rng)
+        return self._serve(self._prefetch)
+
+    def _serve(self, prefetch: Prefetcher) -> Iterator[Batch]:
+        stream = prefetch.epoch(self.order)
+        try:
+            for start, (x, y) in zip(range(0, self.m, prefetch.bs), stream):
+                batch = self._batches[len(x)]
+                batch.start = start
+                np.copyto(batch.ws.a[0], x)
+                np.copyto(batch.Y, y)
+                if self.W is not None and batch.W is not None:
+                    self.W.take(self.order[start : start + len(x)], out=batch.W, mode="clip")
+                yield batch
+        finally:
+            stream.close()
 
     def arrays(self) -> list[Any]:
         """The arrays that identify the data (for a checkpoint's fingerprint), unread."""
