@@ -231,6 +231,9 @@ class MappedData:
 class Prefetcher:
     """Gathers the batches of an epoch in a background thread, ahead of their use.
 
+    The thread gathers ``batches_per_slot`` batches at a time into one of ``depth + 1``
+    slots: few, large gathers keep the two threads' turns at the GIL rare.
+
     Parameters
     ----------
     data : MappedData
@@ -238,10 +241,12 @@ class Prefetcher:
     rows : ndarray of int, optional
         File row of each training position (the training rows after a validation split).
     readahead_rows : int
-        With ``mode="blocks"``, how far ahead of the batch being gathered the kernel is
+        With ``mode="blocks"``, how far ahead of the rows being gathered the kernel is
         asked (``MADV_WILLNEED``) to read, in positions of the order; 0 for none.
     depth : int
-        Batches gathered ahead.
+        Slots gathered ahead of the one in use.
+    batches_per_slot : int
+        Batches gathered together.
     """
 
     def __init__(
@@ -252,19 +257,20 @@ class Prefetcher:
         rows: np.ndarray | None = None,
         readahead_rows: int = 0,
         depth: int = 2,
+        batches_per_slot: int = 8,
     ) -> None:
         self.data, self.bs, self.rows = data, batch_size, rows
         self.readahead_rows = readahead_rows
+        self.per_slot = batch_size * batches_per_slot
         S0 = data.X.shape[1]
         self.slots = [
             (
-                np.empty((batch_size, S0), dtype=data.dtype),
-                np.empty((batch_size, data.S_L), dtype=data.dtype),
+                np.empty((self.per_slot, S0), dtype=data.dtype),
+                np.empty((self.per_slot, data.S_L), dtype=data.dtype),
             )
             for _ in range(depth + 1)
         ]
-        row_bytes = S0 * data.X.dtype.itemsize
-        self.block = block_rows(row_bytes)
+        self.block = block_rows(S0 * data.X.dtype.itemsize)
 
     def epoch(self, order: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(X_batch, Y_batch)`` for each batch of ``order``, in turn.
@@ -283,12 +289,14 @@ class Prefetcher:
         worker.daemon = True
         worker.start()
         try:
-            for _ in range(0, len(order), self.bs):
+            for _ in range(0, len(order), self.per_slot):
                 slot, n, error = ready.get()
                 if error is not None:
                     raise error
                 x, y = self.slots[slot]
-                yield x[:n], y[:n]
+                for first in range(0, n, self.bs):
+                    last = min(first + self.bs, n)
+                    yield x[first:last], y[first:last]
                 free.put(slot)
         finally:
             stop.set()
@@ -304,13 +312,13 @@ class Prefetcher:
     ) -> None:
         advised = 0
         try:
-            for start in range(0, len(order), self.bs):
+            for start in range(0, len(order), self.per_slot):
                 slot = free.get()
                 if stop.is_set():
                     return
                 if self.readahead_rows:
                     advised = self._read_ahead(order, start, advised)
-                idx = order[start : start + self.bs]
+                idx = order[start : start + self.per_slot]
                 rows = idx if self.rows is None else self.rows[idx]
                 x, y = self.slots[slot]
                 n = len(idx)
@@ -335,8 +343,6 @@ class Prefetcher:
                 last = min((int(run[-1]) + 1) * self.block, self.data.m)
                 advise(self.data.X, mmap.MADV_WILLNEED, first, last)
         return until
-
-
 
 
 class MappedSource:
