@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 
 from deltaflow import __version__
-from deltaflow.cli import bench, evaluate, explain, gradcheck, predict, train
+from deltaflow.cli import bench, convert, evaluate, explain, gradcheck, predict, train
 from deltaflow.errors import DeltaflowError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = [train, evaluate, predict, gradcheck, explain, bench]
+COMMANDS = [train, evaluate, predict, gradcheck, explain, bench, convert]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,8 +18,9 @@ from deltaflow.io import load_extra
 
 DATA_HELP = (
     "'digits' (scikit-learn's bundled 8x8 digits, the default), 'mnist' (the standard "
-    "IDX files from --data-dir, or downloaded once into a cache), or a path to a .csv "
-    "(label column first unless --label-column) or .npz (arrays X, y) file"
+    "IDX files from --data-dir, or downloaded once into a cache), a path to a .csv "
+    "(label column first unless --label-column) or .npz (arrays X, y) file, or a directory "
+    "of .npy files (X.npy and y.npy, or shards; see 'deltaflow convert'), read in place"
 )
 
 

@@ -24,7 +24,7 @@ from deltaflow.cli._common import (
     load_data,
     stderr_console,
 )
-from deltaflow.data import train_test_split_indices
+from deltaflow.data import RowSubset, is_mapped, train_test_split_indices
 from deltaflow.engine.activations import ACTIVATIONS
 from deltaflow.engine.losses import LOSSES
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
@@ -207,7 +207,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
     data = load_data(args, console)
     X, y, X_test, y_test = data.X_train, data.y_train, data.X_test, data.y_test
-    divisor = input_divisor(args.scale, X)
+    divisor = _mapped_divisor(args.scale) if is_mapped(X) else input_divisor(args.scale, X)
     if divisor != 1.0:
         console.print(f"inputs look like 8-bit pixels: dividing them by {divisor:g}")
         X = X / divisor
@@ -215,7 +215,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if X_test is None:
         rng = np.random.default_rng(args.seed)
         tr, te = train_test_split_indices(X.shape[0], args.test_fraction, rng)
-        X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
+        if is_mapped(X):  # a .npy directory: both splits read in place, in file order
+            tr, te = np.sort(tr), np.sort(te)
+            X, y, X_test, y_test = RowSubset(X, tr), y[tr], RowSubset(X, te), y[te]
+        else:
+            X, y, X_test, y_test = X[tr], y[tr], X[te], y[te]
     assert y_test is not None  # a dataset with X_test has y_test (Dataset checks it)
 
     n_classes = data.n_classes or int(max(y.max(), y_test.max())) + 1
@@ -273,6 +277,16 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         out.print(f"saved model to {save_path}")
     _pictures.draw(args, net, history, data, X_test, y_test, out)
     return 0
+
+
+def _mapped_divisor(scale: str) -> float:
+    """A directory of .npy files is read in place, as stored: it cannot be divided."""
+    if scale == "255":
+        raise ConfigError(
+            "--scale 255 cannot divide a directory of .npy files, which is read in place; "
+            "write it scaled with 'deltaflow convert --scale 255', or drop --scale"
+        )
+    return 1.0
 
 
 def _fit(net: Network, X: Any, y: Any, lr: float, args: argparse.Namespace, bar: Any) -> Any:

@@ -39,6 +39,7 @@ __all__ = [
     "NpyData",
     "NpyHeader",
     "NpyWriter",
+    "RowSubset",
     "ShardedRows",
     "advise",
     "is_mapped",
@@ -201,9 +202,49 @@ class ShardedRows:
         return out
 
 
+class RowSubset:
+    """Some rows of a memory-mapped array (or of :class:`ShardedRows`), read in place.
+
+    Row ``i`` is row ``rows[i]`` of ``base``; like :class:`ShardedRows` it offers
+    ``shape``, ``dtype``, ``take`` and slicing, and copies nothing until asked.
+    """
+
+    def __init__(self, base: Any, rows: Any) -> None:
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.intp)
+        self.shape = (len(self.rows), *base.shape[1:])
+        self.dtype = base.dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"RowSubset({self.shape[0]} of {self.base.shape[0]} rows, dtype={self.dtype})"
+
+    @property
+    def parts(self) -> list[Any]:
+        """The arrays that identify the data: the base's files and the chosen rows."""
+        return [*getattr(self.base, "parts", [self.base]), self.rows]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self.base.take(self.rows, axis=0)
+        return whole if dtype is None else whole.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.base.take(self.rows[key], axis=0)
+
+    def take(
+        self, indices: Any, axis: int = 0, out: np.ndarray | None = None, mode: str = "raise"
+    ) -> np.ndarray:
+        if axis != 0:
+            raise ValueError("RowSubset.take reads whole rows (axis=0)")
+        return self.base.take(self.rows[indices], axis=0, out=out, mode="clip")
+
+
 def is_mapped(array: Any) -> bool:
     """Whether ``array`` reads from files (a memory map or shards) rather than memory."""
-    return isinstance(array, (np.memmap, ShardedRows)) or _mapping(array) is not None
+    return isinstance(array, (np.memmap, ShardedRows, RowSubset)) or _mapping(array) is not None
 
 
 def _mapping(array: Any) -> mmap.mmap | None:
@@ -226,6 +267,12 @@ def advise(array: Any, advice: int, start: int = 0, stop: int | None = None) -> 
     ``MADV_SEQUENTIAL``, ``MADV_WILLNEED`` to start reading rows ahead of their use).
     Advice is a hint: it does nothing on arrays in memory or where the platform lacks it.
     """
+    if isinstance(array, RowSubset):
+        stop = array.shape[0] if stop is None else stop
+        if stop > start:  # the base rows spanned (the rows are in file order where it matters)
+            rows = array.rows[start:stop]
+            advise(array.base, advice, int(rows.min()), int(rows.max()) + 1)
+        return
     if isinstance(array, ShardedRows):
         stop = array.shape[0] if stop is None else stop
         for part, first in zip(array.parts, array.starts[:-1]):

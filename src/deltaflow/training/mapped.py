@@ -231,8 +231,10 @@ class MappedData:
 class Prefetcher:
     """Gathers the batches of an epoch in a background thread, ahead of their use.
 
-    The thread gathers ``batches_per_slot`` batches at a time into one of ``depth + 1``
-    slots: few, large gathers keep the two threads' turns at the GIL rare.
+    The thread gathers whole batches, about ``slot_bytes`` of inputs at a time, into one
+    of ``depth + 1`` slots. Few, large gathers keep the threads' hand-overs rare, and a
+    deep queue keeps the training thread from waiting when the gathering thread is
+    scheduled late (on a busy machine each wait costs a scheduler's time slice).
 
     Parameters
     ----------
@@ -245,8 +247,8 @@ class Prefetcher:
         asked (``MADV_WILLNEED``) to read, in positions of the order; 0 for none.
     depth : int
         Slots gathered ahead of the one in use.
-    batches_per_slot : int
-        Batches gathered together.
+    slot_bytes : int
+        Inputs per slot, in bytes of the network's dtype (at least one batch).
     """
 
     def __init__(
@@ -256,13 +258,13 @@ class Prefetcher:
         *,
         rows: np.ndarray | None = None,
         readahead_rows: int = 0,
-        depth: int = 2,
-        batches_per_slot: int = 8,
+        depth: int = 3,
+        slot_bytes: int = 8 << 20,
     ) -> None:
         self.data, self.bs, self.rows = data, batch_size, rows
         self.readahead_rows = readahead_rows
-        self.per_slot = batch_size * batches_per_slot
         S0 = data.X.shape[1]
+        self.per_slot = batch_size * max(1, slot_bytes // (batch_size * S0 * data.dtype.itemsize))
         self.slots = [
             (
                 np.empty((self.per_slot, S0), dtype=data.dtype),
