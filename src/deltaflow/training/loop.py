@@ -455,7 +455,7 @@ def fit(
         elif mode == "rows":
             rng.shuffle(order)
         elif mode == "blocks":  # in memory: the same order, over the rows' own bytes
-            order[...] = block_order(m, block_rows(X.strides[0]), BUFFER_BLOCKS, rng)
+            block_order(m, block_rows(X.strides[0]), BUFFER_BLOCKS, rng, out=order)
         for s, p in zip(snapshot, params):
             np.copyto(s, p)
         total, hits = 0.0, 0

@@ -73,9 +73,13 @@ def block_rows(row_bytes: int) -> int:
 
 
 def block_order(
-    m: int, rows_per_block: int, buffer_blocks: int, rng: np.random.Generator
+    m: int,
+    rows_per_block: int,
+    buffer_blocks: int,
+    rng: np.random.Generator,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A permutation of ``range(m)`` that reads the rows block by block.
+    """A permutation of ``range(m)`` that reads the rows block by block (into ``out``).
 
     The ``ceil(m / rows_per_block)`` blocks of contiguous rows are permuted; then the
     rows of each run of ``buffer_blocks`` blocks of that permutation are permuted among
@@ -83,7 +87,7 @@ def block_order(
     """
     n_blocks = -(-m // rows_per_block)
     blocks = rng.permutation(n_blocks)
-    order = np.empty(m, dtype=np.intp)
+    order = np.empty(m, dtype=np.intp) if out is None else out
     filled = 0
     for first in range(0, n_blocks, buffer_blocks):
         group = blocks[first : first + buffer_blocks]
@@ -259,12 +263,14 @@ class Prefetcher:
         rows: np.ndarray | None = None,
         readahead_rows: int = 0,
         depth: int = 3,
-        slot_bytes: int = 8 << 20,
+        slot_bytes: int = 4 << 20,
     ) -> None:
         self.data, self.bs, self.rows = data, batch_size, rows
         self.readahead_rows = readahead_rows
         S0 = data.X.shape[1]
-        self.per_slot = batch_size * max(1, slot_bytes // (batch_size * S0 * data.dtype.itemsize))
+        batches = max(1, slot_bytes // (batch_size * S0 * data.dtype.itemsize))
+        m = data.m if rows is None else len(rows)
+        self.per_slot = batch_size * min(batches, -(-m // batch_size))
         self.slots = [
             (
                 np.empty((self.per_slot, S0), dtype=data.dtype),
@@ -430,7 +436,7 @@ class MappedSource:
         if self.mode == "rows":
             rng.shuffle(self.order)
         elif self.mode == "blocks":
-            self.order[...] = block_order(self.m, self.block, BUFFER_BLOCKS, rng)
+            block_order(self.m, self.block, BUFFER_BLOCKS, rng, out=self.order)
         return self._serve(self._prefetch)
 
     def _serve(self, prefetch: Prefetcher) -> Iterator[Batch]:
