@@ -12,11 +12,12 @@ under ``--dir``, fsyncs it and drops it from the page cache
 * ``mapped, rows`` (with ``--rows``, first turn only): the same with ``shuffle="rows"``.
 
 The runs take ``--turns`` turns (the table has the median of each), so that a busy
-machine's slow moments fall on all of them. Each starts from the same initial weights; BLAS keeps to ``--threads``
-threads (default one, which leaves a core to the prefetch thread on a small machine). The table gives each epoch's
-wall-clock time, its speed as a ratio to the in-memory epoch, and the growth of the
-process's anonymous memory (``RssAnon``, sampled every 10 ms) during the epoch, over what
-it was before the data was opened. The files are deleted at the end::
+machine's slow moments fall on all of them. Each starts from the same initial weights;
+BLAS keeps to ``--threads`` threads (default one, which leaves a core to the prefetch
+thread on a small machine). The table gives each epoch's wall-clock time, its speed as a
+ratio to the in-memory epoch, and the growth of the process's anonymous memory
+(``RssAnon``, sampled every 10 ms) during the epoch over what it was before the files
+were opened. The files are deleted at the end::
 
     python3 benchmarks/out_of_core.py                  # 1.5 GB, 784-128-10, batch 128
     python3 benchmarks/out_of_core.py --gb 0.2 --rows  # a quick look, with the row order

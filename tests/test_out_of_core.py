@@ -268,7 +268,9 @@ def test_a_map_is_never_copied(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < X.nbytes // 4, f"fit allocated {peak / 1e6:.0f} MB for a {X.nbytes / 1e6:.0f} MB map"
+    assert peak < X.nbytes // 4, (
+        f"fit allocated {peak / 1e6:.0f} MB for a {X.nbytes / 1e6:.0f} MB map"
+    )
 
 
 def test_resume_on_a_map_is_bit_identical(npy_dir: Path, tmp_path: Path) -> None:

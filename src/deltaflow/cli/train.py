@@ -206,6 +206,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
 
     data = load_data(args, console)
+    X: Any
+    X_test: Any
     X, y, X_test, y_test = data.X_train, data.y_train, data.X_test, data.y_test
     divisor = _mapped_divisor(args.scale) if is_mapped(X) else input_divisor(args.scale, X)
     if divisor != 1.0:

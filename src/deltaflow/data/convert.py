@@ -24,7 +24,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from deltaflow.data.csv import _csv_labels, _is_number, _label_index, _parse_numbers, _split_csv_line
+from deltaflow.data.csv import (
+    _csv_labels,
+    _is_number,
+    _label_index,
+    _parse_numbers,
+    _split_csv_line,
+)
 from deltaflow.data.dataset import _GZIP_MAGIC, _MAX_CLASSES
 from deltaflow.data.idx import _IDX_DTYPES
 from deltaflow.data.npy import NpyWriter
@@ -238,7 +244,7 @@ def _open_maybe_gzip(path: Path) -> Iterator[IO[bytes]]:
             yield raw
             return
         with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-            yield stream
+            yield stream  # type: ignore[misc]
 
 
 def _csv_chunks(path: Path, label_column: int | str) -> Chunks:
@@ -394,7 +400,7 @@ def _read_rows(
     stream: IO[bytes], dtype: np.dtype, shape: tuple[int, ...], path: Path, key: str
 ) -> np.ndarray:
     out = np.empty(shape, dtype=dtype)
-    view = memoryview(out.reshape(-1).view(np.uint8))
+    view = memoryview(out.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
     filled = 0
     while filled < len(view):
         count = stream.readinto(view[filled:])  # type: ignore[attr-defined]

@@ -30,8 +30,8 @@ class Dataset:
 
     The arrays are checked and converted on construction: features become float32 in C
     order (features read from files, as :func:`~deltaflow.data.npy.open_npy_dir` gives
-    them, stay where they are), labels become int64. Instances compare by identity (arrays have no single
-    truth value).
+    them, stay where they are), labels become int64. Instances compare by identity
+    (arrays have no single truth value).
 
     Parameters
     ----------

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import replace
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

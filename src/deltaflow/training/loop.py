@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -355,24 +355,15 @@ def fit(
 
     mode = shuffle_mode(shuffle, is_mapped(X))
     mapped = None
+    Xv: np.ndarray | None = None
+    Yv: np.ndarray | None = None
     if is_mapped(X):
         # from files: checked and converted a batch at a time, never copied whole
-        split = m_val = None
-        if validation_data is None and validation_split > 0:
-            m_val = _validation_rows(validation_split, X.shape[0])
-            split = _draw_split(rng, ckpt, X.shape[0])
-        mapped = MappedSource(
-            net,
-            X,
-            Y,
-            _sample_weights(sample_weight, X.shape[0], net.dtype),
-            mode,
-            split=split,
-            m_val=m_val or 0,
-            validation_data=validation_data,
+        mapped = _mapped_source(
+            net, X, Y, sample_weight, mode, validation_data, validation_split, rng, ckpt
         )
-        X = Yenc = Xv = Yv = None  # type: ignore[assignment]
-        is_class, W = mapped.data.is_class, mapped.W
+        X = Yenc = np.empty((0, 0), dtype=net.dtype)  # the source reads the rows
+        is_class, W, split = mapped.data.is_class, mapped.W, mapped.split
     else:
         X = net.check_X(X)
         Yenc, is_class = net.encode_targets(Y, X.shape[0])
@@ -393,8 +384,6 @@ def fit(
         Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
         X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
         W = None if W is None else W[order[m_val:]]
-    else:
-        Xv = Yv = None  # type: ignore[assignment]
     fingerprint = ""
     if checkpoint_dir is not None:
         if mapped is not None:
@@ -416,7 +405,7 @@ def fit(
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
-    labels = _labels(Yenc) if is_class and Yenc is not None else None
+    labels = _labels(Yenc) if is_class and mapped is None else None
     labels_v = _labels(Yv) if (is_class and Yv is not None) else None
     bs = min(batch_size, m)
     # plain SGD is applied inside the backward pass, when the parameters allow it
@@ -426,7 +415,7 @@ def fit(
     Ybuf = np.empty((bs, net.sizes[-1]), dtype=net.dtype)
     Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
     pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
-    n_val = 0 if not has_val else Xv.shape[0] if mapped is None else mapped.m_val
+    n_val = Xv.shape[0] if Xv is not None else mapped.m_val if mapped is not None else 0
     ws_val = backprop.Workspace(net, min(max(bs, 1024), n_val)) if has_val else None
     if mapped is not None:
         mapped.bind(ws)
@@ -474,8 +463,8 @@ def fit(
                     X.take(idx, axis=0, out=view.a[0], mode="clip")
                     Yenc.take(idx, axis=0, out=Yb, mode="clip")
                 else:  # gathered from the files by the prefetch thread
-                    b = _next_batch(stream, params, snapshot)
-                    view, Yb = b.ws, b.Y
+                    served = _next_batch(stream, params, snapshot)
+                    view, Yb = served.ws, served.Y
                 step = None
                 if steps is not None:
                     step = steps.get(n)
@@ -591,6 +580,28 @@ def _delta_norms(ws: backprop.Workspace) -> list[float]:
     return [float(np.abs(d).sum()) / d.shape[1] for d in ws.delta[1:]]  # type: ignore[union-attr]
 
 
+def _mapped_source(
+    net: Network,
+    X: Any,
+    Y: Any,
+    sample_weight: Any,
+    mode: str | None,
+    validation_data: Any,
+    validation_split: float,
+    rng: np.random.Generator,
+    ckpt: checkpoint.Checkpoint | None,
+) -> MappedSource:
+    """The batch source of memory-mapped ``X``, ``Y``, with the validation rows drawn."""
+    split, m_val = None, 0
+    if validation_data is None and validation_split > 0:
+        m_val = _validation_rows(validation_split, X.shape[0])
+        split = _draw_split(rng, ckpt, X.shape[0])
+    W = _sample_weights(sample_weight, X.shape[0], net.dtype)
+    return MappedSource(
+        net, X, Y, W, mode, split=split, m_val=m_val, validation_data=validation_data
+    )
+
+
 def _validation_rows(validation_split: float, m: int) -> int:
     """How many of ``m`` examples ``validation_split`` holds out (at least one, not all)."""
     m_val = int(round(validation_split * m))
@@ -602,15 +613,13 @@ def _validation_rows(validation_split: float, m: int) -> int:
     return m_val
 
 
-def _draw_split(
-    rng: np.random.Generator, ckpt: checkpoint.Checkpoint | None, m: int
-) -> np.ndarray:
+def _draw_split(rng: np.random.Generator, ckpt: checkpoint.Checkpoint | None, m: int) -> np.ndarray:
     """The permutation whose first rows are held out; a resumed run takes the stored one."""
     return rng.permutation(m) if ckpt is None else checkpoint.stored_split(ckpt, m)
 
 
 def _next_batch(
-    stream: Iterator[Batch], params: list[np.ndarray], snapshot: list[np.ndarray]
+    stream: Generator[Batch, None, None], params: list[np.ndarray], snapshot: list[np.ndarray]
 ) -> Batch:
     """The next prefetched batch; bad data found in it restores the epoch's parameters."""
     try:

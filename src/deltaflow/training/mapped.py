@@ -26,7 +26,7 @@ from __future__ import annotations
 import mmap
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
@@ -145,7 +145,9 @@ class MappedData:
         shape = tuple(Y.shape)
         if len(shape) == 0 or shape[0] != self.m:
             got = "a scalar" if len(shape) == 0 else f"{shape[0]} rows"
-            raise DataError(f"X has {self.m} rows but {name} has {got}; pass one target per example")
+            raise DataError(
+                f"X has {self.m} rows but {name} has {got}; pass one target per example"
+            )
         if Y.dtype.kind not in "biuf":
             raise DataError(f"{name} must be numeric, got dtype {Y.dtype}")
         S_L = self.S_L
@@ -280,7 +282,7 @@ class Prefetcher:
         ]
         self.block = block_rows(S0 * data.X.dtype.itemsize)
 
-    def epoch(self, order: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def epoch(self, order: np.ndarray) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         """``(X_batch, Y_batch)`` for each batch of ``order``, in turn.
 
         Each batch's arrays may be overwritten once the next one is asked for. Errors
@@ -430,7 +432,7 @@ class MappedSource:
         ahead = 2 * BUFFER_BLOCKS * self.block if self.mode == "blocks" else 0
         self._prefetch = Prefetcher(self.data, bs, rows=self.rows, readahead_rows=ahead)
 
-    def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
+    def epoch(self, rng: np.random.Generator) -> Generator[Batch, None, None]:
         if self._prefetch is None:
             raise RuntimeError("bind the source to a workspace before asking for batches")
         if self.mode == "rows":
@@ -439,7 +441,7 @@ class MappedSource:
             block_order(self.m, self.block, BUFFER_BLOCKS, rng, out=self.order)
         return self._serve(self._prefetch)
 
-    def _serve(self, prefetch: Prefetcher) -> Iterator[Batch]:
+    def _serve(self, prefetch: Prefetcher) -> Generator[Batch, None, None]:
         stream = prefetch.epoch(self.order)
         try:
             for start, (x, y) in zip(range(0, self.m, prefetch.bs), stream):
