@@ -17,7 +17,7 @@ from deltaflow.data import load_csv, open_npy_dir
 from deltaflow.data.npy import NpyWriter, RowSubset, ShardedRows, advise, is_mapped
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.training import checkpoint
-from deltaflow.training.mapped import block_order, shuffle_mode
+from deltaflow.training.orders import block_order, shuffle_mode
 
 
 def _params(net: Network) -> list[np.ndarray]:
@@ -253,7 +253,7 @@ def test_bad_labels_on_a_map_are_refused_before_training(npy_dir: Path, arrays: 
 
 
 def test_a_map_is_never_copied(tmp_path: Path) -> None:
-    m, n = 400_000, 64  # 102 MB of float32
+    m, n = 100_000, 256  # 102 MB of float32
     w = NpyWriter(tmp_path / "X.npy", np.float32, (n,))
     rng = np.random.default_rng(0)
     for _ in range(4):

@@ -47,11 +47,15 @@ class Model(Protocol):
     the dtype. :class:`deltaflow.Network` is one."""
 
     sizes: list[int]
-    weights: list[np.ndarray]
-    biases: list[np.ndarray]
     activations: list[Activation]
     loss: Loss
     dtype: np.dtype
+
+    @property
+    def weights(self) -> list[np.ndarray]: ...
+
+    @property
+    def biases(self) -> list[np.ndarray]: ...
 
     @property
     def L(self) -> int: ...

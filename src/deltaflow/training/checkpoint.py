@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import numpy as np
 from safetensors.numpy import save as st_save
 
+from deltaflow.engine import params as flat
 from deltaflow.errors import ConfigError, ModelFileError
 from deltaflow.io import atomic_write_bytes, read_safetensors
 from deltaflow.network import Network
@@ -634,7 +635,7 @@ def restore(
     for p, saved in zip(params, ckpt.weights + ckpt.biases):
         p[...] = saved
     try:
-        optimizer.load_state_dict(dict(ckpt.optimizer))
+        optimizer.load_state_dict(_flat_state(ckpt.optimizer, params))
     except (TypeError, ValueError, KeyError) as exc:
         raise ModelFileError(
             f"checkpoint {ckpt.path}: cannot restore the optimizer state ({exc})"
@@ -685,7 +686,7 @@ def save_run(
             dtype=net.dtype.name,
             weights=net.weights,
             biases=net.biases,
-            optimizer=optimizer.state_dict(),
+            optimizer=_per_layer_state(optimizer.state_dict(), net),
             rng_state=dict(rng.bit_generator.state),
             order=order,
             split=split,
@@ -696,3 +697,38 @@ def save_run(
             extra=dict(extra or {}),
         ),
     )
+
+
+# The optimizer updates ``net.params`` in one call, so its arrays (momentum's velocity,
+# Adam's moments) are flat like the parameters; the file keeps one array per parameter,
+# weights then biases, as it always has.
+def _per_layer_state(state: dict[str, Any], net: Network) -> dict[str, Any]:
+    """The optimizer's state with each flat array cut into per-layer views (the file's
+    layout: ``Theta[1..L]`` then ``b[1..L]``)."""
+    out = dict(state)
+    for key, value in state.items():
+        if _is_one_array(value) and value[0].shape == net.params.shape:
+            weights, biases = flat.split(value[0], net.sizes)
+            out[key] = weights + biases
+    return out
+
+
+def _flat_state(state: dict[str, Any], params: list[np.ndarray]) -> dict[str, Any]:
+    """The file's per-layer optimizer arrays packed back into flat ones, laid out like
+    ``net.params``; ``params`` are the weights then the biases."""
+    out = dict(state)
+    L = len(params) // 2
+    for key, value in state.items():
+        if (
+            isinstance(value, list)
+            and len(value) == len(params)
+            and all(isinstance(v, np.ndarray) and v.shape == p.shape for v, p in zip(value, params))
+        ):
+            # the flat layout takes each layer's Theta and b together
+            layers = [a for l in range(L) for a in (value[l], value[L + l])]
+            out[key] = [np.concatenate([a.ravel() for a in layers])]
+    return out
+
+
+def _is_one_array(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 1 and isinstance(value[0], np.ndarray)

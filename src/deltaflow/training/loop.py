@@ -1,7 +1,17 @@
-"""The training loop: mini-batch gradient descent, history, validation, callbacks.
+"""The training loop: epochs of batches from a source, through a step, with hooks between.
 
-``fit`` returns data (a :class:`History`) and prints nothing; the CLI draws its progress
-bar from the per-epoch callback.
+The parts, each in its own module:
+
+* a batch source (:mod:`.batches`) fills the workspace with the next batch and owns the
+  order of an epoch's rows;
+* a step (:mod:`.steps`) runs forward, cost, backward and update on that batch;
+* hooks (:mod:`.hooks`) do what happens between epochs: validation, early stopping,
+  checkpoints, delta norms, the user's callbacks; a guard against divergence always runs.
+
+:func:`run` is the loop over those parts; :func:`fit` checks its arguments, prepares the
+data, picks the parts and hands over to :func:`run`. ``fit`` returns data (a
+:class:`History`) and prints nothing; the CLI draws its progress bar from the per-epoch
+callback.
 """
 
 from __future__ import annotations
@@ -9,127 +19,47 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from deltaflow.engine import backprop
-from deltaflow.engine.blas import cap_threads, writable_in_place
-from deltaflow.errors import ConfigError, DataError, DivergenceError
+from deltaflow.engine.blas import cap_threads
+from deltaflow.errors import ConfigError, DataError
 from deltaflow.network import Network, as_generator
 from deltaflow.training import checkpoint
-from deltaflow.training.batches import Batch
+from deltaflow.training.batches import ArraySource, BatchSource
+from deltaflow.training.hooks import (
+    Callbacks,
+    Checkpoints,
+    DeltaNorms,
+    DivergenceGuard,
+    EarlyStopping,
+    EpochRecord,
+    History,
+    Hook,
+    TrainingState,
+    Validation,
+    evaluate_arrays,
+    labels_of,
+    predict_into,
+)
 from deltaflow.training.mapped import (
-    BUFFER_BLOCKS,
-    MappedData,
     MappedSource,
-    block_order,
-    block_rows,
+    MappedValidation,
+    UndoOnBadData,
+    evaluate_mapped,
     is_mapped,
-    shuffle_mode,
 )
 from deltaflow.training.optimizers import Optimizer, get_optimizer, get_schedule
+from deltaflow.training.orders import shuffle_mode
+from deltaflow.training.steps import Step, make_step
 
-__all__ = ["EpochRecord", "History", "evaluate", "fit"]
-
-
-@dataclass
-class EpochRecord:
-    """What one epoch produced; passed to every callback.
-
-    ``cost`` is the mean over the epoch's batches of the cost each batch had when it
-    was used (before its update), as Keras and scikit-learn report it: no extra pass.
-    """
-
-    epoch: int
-    cost: float
-    accuracy: float | None
-    val_cost: float | None
-    val_accuracy: float | None
-    learning_rate: float
-    seconds: float
-
-
-@dataclass
-class History:
-    """Per-epoch training record returned by :func:`fit`.
-
-    Attributes
-    ----------
-    epoch, cost, accuracy, val_cost, val_accuracy, learning_rate, seconds : list
-        One entry per epoch run; accuracies are None for regression and validation
-        entries None without validation data.
-    best_epoch : int or None
-        The epoch with the lowest validation cost (early stopping restores it).
-    stopped_early : bool
-        True when early stopping or a callback ended training before ``epochs``.
-    delta_norms : list of list of float
-        With ``fit(..., track_delta_norms=True)``, one entry per epoch: for each layer
-        ``l = 1..L``, the mean over the epoch's batches of the mean ``|delta^(l)|`` per
-        example and unit (``delta`` without the engine's ``1/m``). Empty otherwise.
-    """
-
-    epoch: list[int] = field(default_factory=list)
-    cost: list[float] = field(default_factory=list)
-    accuracy: list[float | None] = field(default_factory=list)
-    val_cost: list[float | None] = field(default_factory=list)
-    val_accuracy: list[float | None] = field(default_factory=list)
-    learning_rate: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    stopped_early: bool = False
-    delta_norms: list[list[float]] = field(default_factory=list)
-
-    def append(self, rec: EpochRecord) -> None:
-        for key, value in asdict(rec).items():
-            getattr(self, key).append(value)
-
-    def __len__(self) -> int:
-        return len(self.epoch)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain lists and scalars (JSON-serialisable)."""
-        return asdict(self)
-
+__all__ = ["EpochRecord", "History", "evaluate", "fit", "run"]
 
 Callback = Callable[[EpochRecord], Any]
-
-
-def _labels(Yenc: np.ndarray) -> np.ndarray:
-    """Class indices from encoded targets (one-hot rows, or one 0/1 column)."""
-    if Yenc.shape[1] == 1:
-        return (Yenc[:, 0] > 0.5).astype(np.int64)
-    return Yenc.argmax(axis=1)
-
-
-def _batch_starts(m: int, bs: int, threads: int | None) -> Iterator[int]:
-    """The first row of each batch; meanwhile the engine's BLAS keeps to ``threads``.
-
-    The setting is restored when the batches end, the loop is left or an error passes.
-    """
-    restore = cap_threads(threads) if threads else None
-    try:
-        yield from range(0, m, bs)
-    finally:
-        if restore is not None:
-            restore()
-
-
-def _predict_into(a: np.ndarray, out: np.ndarray) -> None:
-    """The predicted class of each row of ``a`` into ``out``: class 1 where a single
-    output exceeds 0.5, else the largest output's index."""
-    if a.shape[1] == 1:
-        np.greater(a[:, 0], 0.5, out=out)
-    else:
-        a.argmax(axis=1, out=out)
-
-
-def _hits(a: np.ndarray, labels: np.ndarray) -> int:
-    pred = np.empty(a.shape[0], dtype=np.intp)
-    _predict_into(a, pred)
-    return int(np.count_nonzero(pred == labels))
 
 
 def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float, float | None]:
@@ -143,54 +73,14 @@ def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float,
     accuracy : float or None
         Fraction of examples whose predicted class is right; None for regression.
     """
-    if is_mapped(X):
-        data = MappedData(net, X, Y)
-        return _evaluate_mapped(net, data, None, backprop.Workspace(net, min(chunk, data.m)))
+    if is_mapped(X):  # read from files a chunk at a time
+        source = MappedSource(net, X, Y, None, None)
+        ws = backprop.Workspace(net, min(chunk, source.m))
+        return evaluate_mapped(net, source.data, None, ws)
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
-    return _evaluate(net, X, Yenc, _labels(Yenc) if is_class else None, chunk)
-
-
-def _evaluate_mapped(
-    net: Network, data: MappedData, rows: np.ndarray | None, ws: backprop.Workspace
-) -> tuple[float, float | None]:
-    """:func:`_evaluate` on rows of memory-mapped data (all of them when ``rows`` is None),
-    gathered and converted a chunk at a time."""
-    m = data.m if rows is None else len(rows)
-    Ybuf = np.empty((ws.m, data.S_L), dtype=net.dtype)
-    total, hits = 0.0, 0
-    for start in range(0, m, ws.m):
-        stop = min(start + ws.m, m)
-        view, Yb = ws.rows(stop - start), Ybuf[: stop - start]
-        chunk = np.arange(start, stop) if rows is None else rows[start:stop]
-        data.gather(chunk, view.a[0], Yb)
-        a = backprop.forward(net, view)
-        total += backprop.cost(net, view, Yb) * (stop - start)
-        if data.is_class:
-            hits += _hits(a, _labels(Yb))
-    return total / m, (hits / m if data.is_class else None)
-
-
-def _evaluate(
-    net: Network,
-    X: np.ndarray,
-    Yenc: np.ndarray,
-    labels: np.ndarray | None,
-    chunk: int,
-    ws: backprop.Workspace | None = None,
-) -> tuple[float, float | None]:
-    m = X.shape[0]
-    if ws is None:
-        ws = backprop.Workspace(net, min(chunk, m))
-    total, hits = 0.0, 0
-    for start in range(0, m, ws.m):
-        stop = min(start + ws.m, m)
-        view = ws.rows(stop - start)
-        a = backprop.forward(net, view, X[start:stop])
-        total += backprop.cost(net, view, Yenc[start:stop]) * (stop - start)
-        if labels is not None:
-            hits += _hits(a, labels[start:stop])
-    return total / m, (hits / m if labels is not None else None)
+    ws = backprop.Workspace(net, min(chunk, X.shape[0]))
+    return evaluate_arrays(net, X, Yenc, labels_of(Yenc) if is_class else None, ws)
 
 
 def fit(
@@ -237,9 +127,11 @@ def fit(
     net : Network
     X : array-like of shape (m, S[0])
         Arrays from ``np.load(path, mmap_mode="r")`` (or :func:`deltaflow.data.open_npy_dir`)
-        are read where they lie: each batch is gathered from the file, converted and
-        checked for NaN and infinity in a background thread while the previous step
-        runs, so memory does not grow with ``m``.
+        are read where they lie (see :mod:`deltaflow.training.mapped`): each batch is
+        gathered from the file, converted and checked for NaN and infinity in a
+        background thread while the previous step runs, so memory does not grow with
+        ``m``. A bad value found there raises :class:`DataError` with the parameters of
+        the epoch's start put back.
     Y : array-like
         Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
         targets of shape (m, S[L]) (or (m,) for one output).
@@ -267,9 +159,9 @@ def fit(
     shuffle : bool, "rows" or "blocks"
         Draw a new order of the examples each epoch: ``"rows"``, an exact permutation,
         or ``"blocks"``, which permutes blocks of contiguous rows and then the rows
-        within a few blocks at a time (see :mod:`deltaflow.training.mapped`). True
-        means ``"rows"`` for arrays in memory and ``"blocks"`` for memory-mapped ones;
-        False keeps the given order.
+        within a few blocks at a time, reading a memory-mapped file in long runs (see
+        :mod:`deltaflow.training.orders`). True means ``"rows"`` for arrays in memory
+        and ``"blocks"`` for memory-mapped ones; False keeps the given order.
     validation_split : float
         Fraction of ``X`` held out (drawn with the seed) to validate on each epoch.
     validation_data : (X_val, Y_val), optional
@@ -352,26 +244,220 @@ def fit(
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = checkpoint.start_run(checkpoint_dir, resume, net, config)
-
     mode = shuffle_mode(shuffle, is_mapped(X))
-    mapped = None
+    source: ArraySource | MappedSource
+    if is_mapped(X):  # from files: checked and converted a batch at a time, never copied
+        source = _mapped_source(
+            net, X, Y, sample_weight, mode, validation_split, validation_data, rng, ckpt
+        )
+        arrays, split, labels = source.arrays(), source.split, source.labels
+    else:
+        data = _prepare_data(net, X, Y, sample_weight, validation_split, validation_data, rng, ckpt)
+        source = ArraySource(data.X, data.Y, data.W, shuffle=mode)
+        arrays, split, labels = data.arrays(), data.split, data.labels
+    fingerprint = _check_fingerprint(checkpoint_dir, ckpt, arrays)
+    if source.total_weight <= 0:
+        raise DataError(
+            "sample_weight is zero for every training row; give some rows a positive weight"
+        )
+    bs = min(batch_size, source.m)
+    # validation in chunks of at least 1024 rows
+    if isinstance(source, MappedSource):
+        validation: Hook | None = None
+        if source.val is not None:
+            validation = MappedValidation(net, source.val, source.val_rows, max(bs, 1024))
+    else:
+        validation = _validation(net, data, max(bs, 1024))
+    if early_stopping and validation is None:
+        raise ConfigError(
+            "early_stopping needs validation data; pass validation_split or validation_data"
+        )
+    hooks = _epoch_hooks(validation, track_delta_norms, early_stopping, patience, min_delta)
+    hooks.append(Callbacks(callbacks))
+    if checkpoint_dir is not None:
+        hooks.append(
+            Checkpoints(
+                checkpoint_dir,
+                every,
+                ckpt,
+                optimizer=opt,
+                rng=rng,
+                source=source,
+                split=split,
+                config=config,
+                fingerprint=fingerprint,
+                extra=checkpoint_extra,
+            )
+        )
+    step = make_step(net, opt, weight_decay)
+    if not isinstance(source, MappedSource):
+        return run(net, source, step, epochs, bs, rate, rng, hooks, labels=labels)
+    undo = UndoOnBadData(net)
+    try:
+        return run(net, source, step, epochs, bs, rate, rng, [undo, *hooks], labels=labels)
+    except DataError:  # a NaN met in the file mid-epoch: back to the epoch's start
+        undo.undo(net)
+        raise
+
+
+def run(
+    net: Network,
+    source: BatchSource,
+    step: Step,
+    epochs: int,
+    batch_size: int,
+    rate: Callable[[int], float],
+    rng: np.random.Generator,
+    hooks: Sequence[Hook] = (),
+    *,
+    labels: np.ndarray | None = None,
+) -> History:
+    """Train ``net`` for ``epochs`` epochs of ``source``'s batches through ``step``.
+
+    The loop itself: a workspace for ``batch_size`` rows, a :class:`DivergenceGuard`
+    ahead of ``hooks``, and for each epoch the rate ``rate(epoch)``, the batches, the
+    :class:`EpochRecord` and the hooks (see :mod:`deltaflow.training.hooks`).
+
+    Parameters
+    ----------
+    source : BatchSource
+        Bound here to the workspace; draws each epoch's order from ``rng``.
+    step : Step
+    rate : callable
+        The learning rate of each epoch ``0..epochs-1``.
+    labels : ndarray of shape (source.m,), optional
+        Class index of each of the source's rows, for the epoch's accuracy.
+    """
+    ws = backprop.Workspace(net, batch_size, gradients=step.needs_gradients)
+    source.bind(ws)
+    guard = DivergenceGuard(net)
+    hooks = [guard, *hooks]
+    state = TrainingState(net, epochs)
+    for hook in hooks:
+        hook.on_train_begin(state)
+    epoch = _Epoch(
+        state, source, step, guard, hooks, labels, backprop.blas_threads(net, batch_size)
+    )
+    for number in range(state.first_epoch, epochs):
+        epoch.run(number, float(rate(number)), rng)
+        if state.stop:
+            break
+    for hook in hooks:
+        hook.on_train_end(state)
+    return state.history
+
+
+class _Epoch:
+    """One epoch of :func:`run`: hooks, batches, accuracy, record, hooks."""
+
+    def __init__(
+        self,
+        state: TrainingState,
+        source: BatchSource,
+        step: Step,
+        guard: DivergenceGuard,
+        hooks: list[Hook],
+        labels: np.ndarray | None,
+        threads: int | None,
+    ) -> None:
+        self.state, self.source, self.step, self.guard = state, source, step, guard
+        self.hooks, self.labels, self.threads = hooks, labels, threads
+        # hooks that look at every batch: only those that override on_batch_end
+        self.batch_hooks = [
+            h.on_batch_end for h in hooks if type(h).on_batch_end is not Hook.on_batch_end
+        ]
+        # the predicted class of each row, in the epoch's order, for the accuracy
+        self.pred = np.empty(source.m, dtype=np.intp) if labels is not None else None
+
+    def run(self, epoch: int, learning_rate: float, rng: np.random.Generator) -> None:
+        t0 = time.perf_counter()
+        state = self.state
+        state.epoch, state.learning_rate = epoch, learning_rate
+        state.val_cost = state.val_accuracy = None
+        for hook in self.hooks:
+            hook.on_epoch_begin(state)
+        self.step.start_epoch(learning_rate)
+        total = self.batches(rng)
+        accuracy = None
+        if self.pred is not None and self.labels is not None:
+            hits = int(np.count_nonzero(self.pred == self.labels[self.source.order]))
+            accuracy = hits / self.source.m
+        for hook in self.hooks:
+            hook.on_batches_end(state)
+        state.record = EpochRecord(
+            epoch=epoch + 1,
+            cost=total / self.source.total_weight,
+            accuracy=accuracy,
+            val_cost=state.val_cost,
+            val_accuracy=state.val_accuracy,
+            learning_rate=learning_rate,
+            seconds=time.perf_counter() - t0,
+        )
+        state.history.append(state.record)
+        for hook in self.hooks:
+            hook.on_epoch_end(state)
+
+    def batches(self, rng: np.random.Generator) -> float:
+        """Every batch of the epoch through the step; returns the summed (weighted) cost.
+
+        Meanwhile the engine's BLAS keeps to ``threads`` (restored however the loop ends).
+        """
+        state, step, guard, pred = self.state, self.step, self.guard, self.pred
+        batch_hooks, L = self.batch_hooks, state.net.L
+        total = 0.0
+        restore = cap_threads(self.threads) if self.threads else None
+        try:
+            for number, batch in enumerate(self.source.epoch(rng), start=1):
+                c = step.forward(batch)
+                if not math.isfinite(c):
+                    guard.check_cost(state, c, number)
+                total += c * (batch.n if batch.W is None else float(batch.W.sum()))
+                if pred is not None:  # the classes, for the epoch's accuracy
+                    predict_into(batch.ws.a[L], pred[batch.start : batch.start + batch.n])
+                step.update(batch)
+                for hook in batch_hooks:
+                    hook(state, batch)
+        finally:
+            if restore is not None:
+                restore()
+        return total
+
+
+@dataclass
+class _Data:
+    """Checked training arrays, and the validation arrays when there are any."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    W: np.ndarray | None
+    labels: np.ndarray | None
     Xv: np.ndarray | None = None
     Yv: np.ndarray | None = None
-    if is_mapped(X):
-        # from files: checked and converted a batch at a time, never copied whole
-        mapped = _mapped_source(
-            net, X, Y, sample_weight, mode, validation_data, validation_split, rng, ckpt
-        )
-        X = Yenc = np.empty((0, 0), dtype=net.dtype)  # the source reads the rows
-        is_class, W, split = mapped.data.is_class, mapped.W, mapped.split
-    else:
-        X = net.check_X(X)
-        Yenc, is_class = net.encode_targets(Y, X.shape[0])
-        W = _sample_weights(sample_weight, X.shape[0], net.dtype)
-        split = None
-    if mapped is not None:
-        pass
-    elif validation_data is not None:
+    labels_v: np.ndarray | None = None
+    split: np.ndarray | None = None
+
+    def arrays(self) -> list[np.ndarray]:
+        """The arrays a checkpoint's data fingerprint covers."""
+        return [a for a in (self.X, self.Y, self.Xv, self.Yv, self.W) if a is not None]
+
+
+def _prepare_data(
+    net: Network,
+    X: Any,
+    Y: Any,
+    sample_weight: Any,
+    validation_split: float,
+    validation_data: tuple[Any, Any] | None,
+    rng: np.random.Generator,
+    ckpt: checkpoint.Checkpoint | None,
+) -> _Data:
+    """Check the data and hold out the validation rows (drawn with ``rng``, or, when
+    resuming, the split the run drew at its start)."""
+    X = net.check_X(X)
+    Yenc, is_class = net.encode_targets(Y, X.shape[0])
+    W = _sample_weights(sample_weight, X.shape[0], net.dtype)
+    Xv = Yv = split = None
+    if validation_data is not None:
         try:
             Xv_raw, Yv_raw = validation_data
         except (TypeError, ValueError):
@@ -380,204 +466,13 @@ def fit(
         Yv, _ = net.encode_targets(Yv_raw, Xv.shape[0], "Y_val")
     elif validation_split > 0:
         m_val = _validation_rows(validation_split, X.shape[0])
-        order = split = _draw_split(rng, ckpt, X.shape[0])
-        Xv, Yv = X[order[:m_val]], Yenc[order[:m_val]]
-        X, Yenc = X[order[m_val:]], Yenc[order[m_val:]]
-        W = None if W is None else W[order[m_val:]]
-    fingerprint = ""
-    if checkpoint_dir is not None:
-        if mapped is not None:
-            arrays = mapped.arrays()
-        else:
-            arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
-        fingerprint = checkpoint.data_fingerprint(*arrays)
-        if ckpt is not None:
-            checkpoint.check_data(ckpt, fingerprint)
-    has_val = Xv is not None if mapped is None else mapped.val is not None
-    if early_stopping and not has_val:
-        raise ConfigError(
-            "early_stopping needs validation data; pass validation_split or validation_data"
-        )
-
-    m = X.shape[0] if mapped is None else mapped.m
-    m_w = m if W is None else float(W.sum())  # the cost's denominator
-    if m_w <= 0:
-        raise DataError(
-            "sample_weight is zero for every training row; give some rows a positive weight"
-        )
-    labels = _labels(Yenc) if is_class and mapped is None else None
-    labels_v = _labels(Yv) if (is_class and Yv is not None) else None
-    bs = min(batch_size, m)
-    # plain SGD is applied inside the backward pass, when the parameters allow it
-    fused = opt.fused_with_backward and writable_in_place(net.weights + net.biases, net.dtype)
-    ws = backprop.Workspace(net, bs, gradients=not fused)
-    threads = backprop.blas_threads(net, bs)
-    Ybuf = np.empty((bs, net.sizes[-1]), dtype=net.dtype)
-    Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
-    pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
-    n_val = Xv.shape[0] if Xv is not None else mapped.m_val if mapped is not None else 0
-    ws_val = backprop.Workspace(net, min(max(bs, 1024), n_val)) if has_val else None
-    if mapped is not None:
-        mapped.bind(ws)
-    params = net.weights + net.biases
-    grads = ws.dtheta + ws.db
-    callbacks = list(callbacks)
-
-    history = History()
-    best_cost, best_params, waited = math.inf, None, 0
-    order = np.arange(m) if mapped is None else mapped.order
-    first_epoch = 0
-    if ckpt is not None:
-        checkpoint.restore(ckpt, params, opt, rng, order)
-        history = checkpoint.restore_history(ckpt, History)
-        best_cost, waited = float(ckpt.state["best_cost"]), int(ckpt.state["waited"])
-        best_params = ckpt.best_params
-        first_epoch = epochs if ckpt.state["finished"] else ckpt.epoch
-    # the parameters at the start of the epoch: the last finite ones known if it diverges
-    snapshot = [np.empty_like(p) for p in params]
-    for epoch in range(first_epoch, epochs):
-        t0 = time.perf_counter()
-        lr = float(rate(epoch))
-        stream = None if mapped is None else mapped.epoch(rng)  # draws its own order
-        if mapped is not None:
-            pass
-        elif mode == "rows":
-            rng.shuffle(order)
-        elif mode == "blocks":  # in memory: the same order, over the rows' own bytes
-            block_order(m, block_rows(X.strides[0]), BUFFER_BLOCKS, rng, out=order)
-        for s, p in zip(snapshot, params):
-            np.copyto(s, p)
-        total, hits = 0.0, 0
-        norms: list[list[float]] | None = [] if track_delta_norms else None
-        # plain SGD on unweighted batches: each batch size's step bound once per epoch
-        steps: dict[int, backprop.SgdStep] | None = {} if fused and W is None else None
-        try:
-            for batch, start in enumerate(_batch_starts(m, bs, threads)):
-                # one step: gather the batch into the workspace, forward, cost, backward and
-                # update, all in preallocated buffers (mode="clip" lets take write straight
-                # into `out`; the indices are in range anyway)
-                idx = order[start : start + bs]
-                n = len(idx)
-                view, Yb = (ws, Ybuf) if n == bs else (ws.rows(n), Ybuf[:n])
-                if stream is None:
-                    X.take(idx, axis=0, out=view.a[0], mode="clip")
-                    Yenc.take(idx, axis=0, out=Yb, mode="clip")
-                else:  # gathered from the files by the prefetch thread
-                    served = _next_batch(stream, params, snapshot)
-                    view, Yb = served.ws, served.Y
-                step = None
-                if steps is not None:
-                    step = steps.get(n)
-                    if step is None:
-                        step = steps[n] = backprop.SgdStep(net, view, Yb, lr, weight_decay)
-                Wb = None if W is None or Wbuf is None else W.take(idx, out=Wbuf[:n], mode="clip")
-                if step is not None:
-                    a_L = step.forward()
-                    c = step.cost()
-                else:
-                    a_L = backprop.forward(net, view)
-                    c = backprop.cost(net, view, Yb, Wb)
-                if not math.isfinite(c):
-                    for p, s in zip(params, snapshot):
-                        p[...] = s
-                    raise DivergenceError(
-                        f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
-                        f"try a smaller learning rate than {lr:g}"
-                    )
-                total += c * (n if Wb is None else float(Wb.sum()))
-                if pred is not None:  # the classes, for the epoch's accuracy
-                    _predict_into(a_L, pred[start : start + n])
-                elif mapped is not None and is_class:
-                    hits += _hits(a_L, _labels(Yb))
-                if step is not None:
-                    step.backward()
-                    opt.count_step()
-                elif fused:
-                    backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay, sgd_rate=lr)
-                    opt.count_step()
-                else:
-                    backprop.backward(net, view, Yb, Wb, weight_decay=weight_decay)
-                    opt.step(params, grads, lr)
-                if norms is not None:
-                    norms.append(_delta_norms(view))
-        finally:
-            if stream is not None:
-                stream.close()
-        if pred is not None and labels is not None:
-            hits = int(np.count_nonzero(pred == labels[order]))
-        if not all(np.isfinite(p).all() for p in params):
-            # the epoch's last update overflowed, and no later batch's cost will see it
-            for p, s in zip(params, snapshot):
-                p[...] = s
-            raise DivergenceError(
-                f"the parameters became infinite or NaN in the last batch of epoch "
-                f"{epoch + 1}; try a smaller learning rate than {lr:g}"
-            )
-        val_cost = val_acc = None
-        if Xv is not None and Yv is not None and ws_val is not None:
-            val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
-        elif mapped is not None and mapped.val is not None and ws_val is not None:
-            val_cost, val_acc = _evaluate_mapped(net, mapped.val, mapped.val_rows, ws_val)
-        rec = EpochRecord(
-            epoch=epoch + 1,
-            cost=total / m_w,
-            accuracy=hits / m if is_class else None,
-            val_cost=val_cost,
-            val_accuracy=val_acc,
-            learning_rate=lr,
-            seconds=time.perf_counter() - t0,
-        )
-        history.append(rec)
-        if norms is not None:
-            history.delta_norms.append(np.mean(norms, axis=0).tolist())
-        stop = False
-        if val_cost is not None:
-            if val_cost < best_cost - min_delta:
-                best_cost, waited, history.best_epoch = val_cost, 0, epoch + 1
-                if early_stopping:
-                    best_params = [p.copy() for p in params]
-            else:
-                waited += 1
-                stop = early_stopping and waited >= patience
-        for cb in callbacks:
-            if cb(rec) is True:
-                stop = True
-        if stop:
-            history.stopped_early = epoch + 1 < epochs
-        if checkpoint_dir is not None and (stop or epoch + 1 == epochs or (epoch + 1) % every == 0):
-            checkpoint.save_run(
-                checkpoint_dir,
-                epoch=epoch + 1,
-                net=net,
-                optimizer=opt,
-                rng=rng,
-                order=order,
-                split=split,
-                history=history.as_dict(),
-                config=config,
-                state={
-                    "best_cost": best_cost,
-                    "waited": waited,
-                    "finished": stop or epoch + 1 == epochs,
-                    "data": fingerprint,
-                },
-                best_params=best_params,
-                extra=checkpoint_extra,
-            )
-        if stop:
-            break
-    if best_params is not None:
-        for p, b in zip(params, best_params):
-            p[...] = b
-    return history
-
-
-def _delta_norms(ws: backprop.Workspace) -> list[float]:
-    """Mean ``|delta[l]|`` for ``l = 1..L``, times ``m`` to undo the engine's folded ``1/m``.
-
-    ``mean * m = sum / S[l]``; ``sum`` costs a third of ``mean`` on small batches.
-    """
-    return [float(np.abs(d).sum()) / d.shape[1] for d in ws.delta[1:]]  # type: ignore[union-attr]
+        split = _draw_split(rng, ckpt, X.shape[0])
+        Xv, Yv = X[split[:m_val]], Yenc[split[:m_val]]
+        X, Yenc = X[split[m_val:]], Yenc[split[m_val:]]
+        W = None if W is None else W[split[m_val:]]
+    labels = labels_of(Yenc) if is_class else None
+    labels_v = labels_of(Yv) if (is_class and Yv is not None) else None
+    return _Data(X, Yenc, W, labels, Xv, Yv, labels_v, split)
 
 
 def _mapped_source(
@@ -586,12 +481,13 @@ def _mapped_source(
     Y: Any,
     sample_weight: Any,
     mode: str | None,
-    validation_data: Any,
     validation_split: float,
+    validation_data: tuple[Any, Any] | None,
     rng: np.random.Generator,
     ckpt: checkpoint.Checkpoint | None,
 ) -> MappedSource:
-    """The batch source of memory-mapped ``X``, ``Y``, with the validation rows drawn."""
+    """The batch source of memory-mapped ``X``, ``Y``, with the validation rows drawn
+    as :func:`_prepare_data` draws them."""
     split, m_val = None, 0
     if validation_data is None and validation_split > 0:
         m_val = _validation_rows(validation_split, X.shape[0])
@@ -618,16 +514,43 @@ def _draw_split(rng: np.random.Generator, ckpt: checkpoint.Checkpoint | None, m:
     return rng.permutation(m) if ckpt is None else checkpoint.stored_split(ckpt, m)
 
 
-def _next_batch(
-    stream: Generator[Batch, None, None], params: list[np.ndarray], snapshot: list[np.ndarray]
-) -> Batch:
-    """The next prefetched batch; bad data found in it restores the epoch's parameters."""
-    try:
-        return next(stream)
-    except DataError:
-        for p, s in zip(params, snapshot):
-            p[...] = s
-        raise
+def _check_fingerprint(
+    checkpoint_dir: str | os.PathLike[str] | None,
+    ckpt: checkpoint.Checkpoint | None,
+    arrays: list[Any],
+) -> str:
+    """The data's digest for checkpoints ("" without); a resumed run's must match."""
+    if checkpoint_dir is None:
+        return ""
+    fingerprint = checkpoint.data_fingerprint(*arrays)
+    if ckpt is not None:
+        checkpoint.check_data(ckpt, fingerprint)
+    return fingerprint
+
+
+def _validation(net: Network, data: _Data, rows: int) -> Validation | None:
+    """Validation on the held-out arrays in chunks of ``rows``, if there are any."""
+    if data.Xv is None or data.Yv is None:
+        return None
+    return Validation(net, data.Xv, data.Yv, data.labels_v, rows)
+
+
+def _epoch_hooks(
+    validation: Hook | None,
+    track_delta_norms: bool,
+    early_stopping: bool,
+    patience: int,
+    min_delta: float,
+) -> list[Hook]:
+    """Validation, delta norms and the best epoch."""
+    hooks: list[Hook] = []
+    if validation is not None:
+        hooks.append(validation)
+    if track_delta_norms:
+        hooks.append(DeltaNorms())
+    if validation is not None:
+        hooks.append(EarlyStopping(patience, min_delta, stop=early_stopping))
+    return hooks
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:

@@ -5,16 +5,9 @@ see :mod:`deltaflow.data.npy`) are never copied whole. Their headers are checked
 and the targets scanned once in chunks; the inputs are converted to the network's dtype
 and checked for NaN and infinity one batch at a time, as they are gathered.
 
-Two orders of the examples:
-
-``"rows"``
-    An exact permutation of the rows, drawn as for arrays in memory, so a memory map
-    trains to bit-identical weights. Each row read is a page fault at a random place.
-``"blocks"``
-    The rows are cut into blocks of about :data:`BLOCK_BYTES` of contiguous rows; the
-    blocks are permuted, then the rows of every :data:`BUFFER_BLOCKS` consecutive blocks
-    of that permutation are shuffled together. Every row is still used once per epoch,
-    and the file is read in large runs that the kernel fetches ahead of use.
+Of the two orders of :mod:`deltaflow.training.orders`, ``"rows"`` is drawn as for arrays
+in memory, so a memory map trains to bit-identical weights, but each row read is a page
+fault at a random place; ``"blocks"`` (the default here) reads the file in long runs.
 
 While the step runs, a background thread gathers the next batches (numpy's ``take``
 and the BLAS products release the GIL) and asks the kernel (``madvise``) to read the
@@ -32,72 +25,24 @@ from typing import Any
 import numpy as np
 
 from deltaflow.data.npy import advise, is_mapped
+from deltaflow.engine import backprop
 from deltaflow.engine.backprop import Workspace
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.training.batches import Batch
+from deltaflow.training.hooks import Hook, TrainingState, labels_of, predict_into
+from deltaflow.training.orders import BUFFER_BLOCKS, block_order, block_rows
 
 __all__ = [
-    "BLOCK_BYTES",
-    "BUFFER_BLOCKS",
     "MappedData",
     "MappedSource",
+    "MappedValidation",
     "Prefetcher",
-    "block_order",
-    "block_rows",
+    "UndoOnBadData",
+    "evaluate_mapped",
     "is_mapped",
-    "shuffle_mode",
 ]
 
-BLOCK_BYTES = 1 << 20  # rows read from the file together
-BUFFER_BLOCKS = 32  # blocks whose rows are shuffled together
 _SCAN_ELEMENTS = 1 << 20  # elements per chunk when scanning targets
-
-
-def shuffle_mode(shuffle: Any, mapped: bool) -> str | None:
-    """``"rows"``, ``"blocks"`` or None (no shuffling) from ``fit``'s ``shuffle`` argument.
-
-    ``True`` means ``"blocks"`` for memory-mapped data and ``"rows"`` for data in memory.
-    """
-    if shuffle is True:
-        return "blocks" if mapped else "rows"
-    if shuffle is False or shuffle is None:
-        return None
-    if isinstance(shuffle, str) and shuffle.lower() in ("rows", "blocks"):
-        return shuffle.lower()
-    raise ConfigError(f"shuffle must be True, False, 'rows' or 'blocks', got {shuffle!r}")
-
-
-def block_rows(row_bytes: int) -> int:
-    """Rows per block: about :data:`BLOCK_BYTES` of the file, at least one row."""
-    return max(1, BLOCK_BYTES // max(1, row_bytes))
-
-
-def block_order(
-    m: int,
-    rows_per_block: int,
-    buffer_blocks: int,
-    rng: np.random.Generator,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """A permutation of ``range(m)`` that reads the rows block by block (into ``out``).
-
-    The ``ceil(m / rows_per_block)`` blocks of contiguous rows are permuted; then the
-    rows of each run of ``buffer_blocks`` blocks of that permutation are permuted among
-    themselves.
-    """
-    n_blocks = -(-m // rows_per_block)
-    blocks = rng.permutation(n_blocks)
-    order = np.empty(m, dtype=np.intp) if out is None else out
-    filled = 0
-    for first in range(0, n_blocks, buffer_blocks):
-        group = blocks[first : first + buffer_blocks]
-        starts = group * rows_per_block
-        counts = np.minimum(starts + rows_per_block, m) - starts
-        rows = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        rng.shuffle(rows)
-        order[filled : filled + rows.size] = rows
-        filled += rows.size
-    return order
 
 
 class MappedData:
@@ -208,12 +153,27 @@ class MappedData:
             np.copyto(x_out, self.X.take(rows, axis=0), casting="unsafe")
         if self.check_finite:
             self._check_finite(rows, x_out)
-        y = self.Y.take(rows, axis=0)
+        self._encode(self.Y.take(rows, axis=0), y_out)
+
+    def _encode(self, y: np.ndarray, y_out: np.ndarray) -> None:
+        """Targets as read into encoded rows (one-hot for class indices)."""
         if self.one_hot:
             y_out.fill(0)
-            y_out[np.arange(len(rows)), y.astype(np.intp)] = 1
+            y_out[np.arange(len(y)), y.astype(np.intp)] = 1
         else:
             np.copyto(y_out, y.reshape(y_out.shape), casting="unsafe")
+
+    def labels(self) -> np.ndarray:
+        """The class index of every row (read in chunks), as ``labels_of`` the encoded
+        targets gives it; for the epoch's accuracy."""
+        out = np.empty(self.m, dtype=np.intp)
+        step = max(1, _SCAN_ELEMENTS // self.S_L)
+        encoded = np.empty((min(step, self.m), self.S_L), dtype=self.dtype)
+        for start in range(0, self.m, step):
+            chunk = np.asarray(self.Y[start : start + step])
+            self._encode(chunk, encoded[: len(chunk)])
+            out[start : start + len(chunk)] = labels_of(encoded[: len(chunk)])
+        return out
 
     def _check_finite(self, rows: np.ndarray, x: np.ndarray) -> None:
         # one pass and no mask: the sum of finite values is finite unless it overflows,
@@ -378,6 +338,12 @@ class MappedSource:
     ----------
     val : MappedData or None
         The validation data, and ``val_rows`` its rows (None: all of them).
+    m : int
+        Training rows; ``order`` their order in the current epoch.
+    total_weight : float
+        The training rows' summed weight (``m`` when unweighted).
+    labels : ndarray of shape (m,) or None
+        The class of each training row (None for regression).
     """
 
     def __init__(
@@ -413,6 +379,11 @@ class MappedSource:
             W = None if W is None else W[self.rows]
         self.W = W
         self.m = self.data.m if self.rows is None else len(self.rows)
+        self.total_weight = self.m if W is None else float(W.sum())
+        self.labels: np.ndarray | None = None
+        if self.data.is_class:
+            labels = self.data.labels()
+            self.labels = labels if self.rows is None else labels[self.rows]
         self.m_val = 0 if self.val is None else self.val.m if self.val_rows is None else m_val
         self.order = np.arange(self.m)
         self.block = block_rows(self.data.X.shape[1] * self.data.X.dtype.itemsize)
@@ -465,3 +436,62 @@ class MappedSource:
             arrays.extend(getattr(self.val.X, "parts", [self.val.X]))
             arrays.extend(getattr(self.val.Y, "parts", [self.val.Y]))
         return arrays
+
+
+def evaluate_mapped(
+    net: Any, data: MappedData, rows: np.ndarray | None, ws: Workspace
+) -> tuple[float, float | None]:
+    """Cost and accuracy (None for regression) of ``net`` on rows ``rows`` of ``data``
+    (all of them when None), gathered and converted ``ws.m`` rows at a time."""
+    m = data.m if rows is None else len(rows)
+    Ybuf = np.empty((ws.m, data.S_L), dtype=net.dtype)
+    pred = np.empty(ws.m, dtype=np.intp)
+    total, hits = 0.0, 0
+    for start in range(0, m, ws.m):
+        stop = min(start + ws.m, m)
+        n = stop - start
+        view, Yb = ws.rows(n), Ybuf[:n]
+        data.gather(np.arange(start, stop) if rows is None else rows[start:stop], view.a[0], Yb)
+        a = backprop.forward(net, view)
+        total += backprop.cost(net, view, Yb) * n
+        if data.is_class:
+            predict_into(a, pred[:n])
+            hits += int(np.count_nonzero(pred[:n] == labels_of(Yb)))
+    return total / m, (hits / m if data.is_class else None)
+
+
+class MappedValidation(Hook):
+    """The validation cost and accuracy after every epoch, read from files in chunks.
+
+    Parameters
+    ----------
+    data : MappedData
+    rows : ndarray of int or None
+        The rows of ``data`` to validate on (None: all).
+    chunk : int
+        Rows per chunk of the forward sweep.
+    """
+
+    def __init__(self, net: Any, data: MappedData, rows: np.ndarray | None, chunk: int) -> None:
+        self.data, self.rows = data, rows
+        m = data.m if rows is None else len(rows)
+        self.ws = backprop.Workspace(net, min(chunk, m))
+
+    def on_batches_end(self, state: TrainingState) -> None:
+        state.val_cost, state.val_accuracy = evaluate_mapped(
+            state.net, self.data, self.rows, self.ws
+        )
+
+
+class UndoOnBadData(Hook):
+    """Keeps the parameters of the epoch's start, to put back with :meth:`undo` when a
+    batch read from a file turns out to hold NaN or infinity in the middle of an epoch."""
+
+    def __init__(self, net: Any) -> None:
+        self.snapshot = np.empty_like(net.params)
+
+    def on_epoch_begin(self, state: TrainingState) -> None:
+        np.copyto(self.snapshot, state.net.params)
+
+    def undo(self, net: Any) -> None:
+        np.copyto(net.params, self.snapshot)
