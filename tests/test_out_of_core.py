@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaflow import Network, evaluate, fit
+from deltaflow import Network, evaluate, fit, save
 from deltaflow.cli import main
 from deltaflow.data import load_csv, open_npy_dir
 from deltaflow.data.npy import NpyWriter, RowSubset, ShardedRows, advise, is_mapped
@@ -376,3 +376,20 @@ def test_train_from_a_converted_directory(
     printed = capsys.readouterr().out
     accuracy = float(printed.split("test accuracy ")[1].split("%")[0])
     assert accuracy > 80 and "on 120 examples" in printed
+
+
+def test_evaluate_a_saved_model_on_a_directory(
+    npy_dir: Path, arrays: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X, y = arrays
+    net = Network([12, 6, 4], "relu", "cross_entropy", seed=0)
+    model = tmp_path / "m.safetensors"
+    save(net, model)
+    assert main(["evaluate", str(model), "--data", str(npy_dir)]) == 0
+    cost, accuracy = evaluate(net, X, y)
+    assert f"({'all rows'}, 403 examples): accuracy {accuracy:.2%}, cost {cost:.4f}" in (
+        capsys.readouterr().out
+    )
+    save(net, model, extra={"input_divisor": 255.0})
+    assert main(["evaluate", str(model), "--data", str(npy_dir)]) == 2
+    assert "convert --scale 255" in capsys.readouterr().err

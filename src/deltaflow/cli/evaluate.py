@@ -9,6 +9,8 @@ from rich.console import Console
 
 from deltaflow import io
 from deltaflow.cli._common import add_data_options, load_data, saved_divisor, stderr_console
+from deltaflow.data import is_mapped
+from deltaflow.errors import DataError
 from deltaflow.training.loop import evaluate
 
 
@@ -34,7 +36,15 @@ def run(args: argparse.Namespace) -> int:
         X, y, part = data.X_test, data.y_test, "test split"
     else:
         X, y, part = data.X_train, data.y_train, "all rows"
-    X = X / saved_divisor(args.model)
+    divisor = saved_divisor(args.model)
+    if is_mapped(X) and divisor != 1.0:
+        raise DataError(
+            f"{args.model} divides its inputs by {divisor:g} but a directory of .npy files is "
+            f"read in place; write it scaled with 'deltaflow convert --scale {divisor:g}' and "
+            "train on that"
+        )
+    if divisor != 1.0:
+        X = X / divisor
     cost, acc = evaluate(net, X, y)
     out = Console(highlight=False)
     acc_text = f"accuracy {acc:.2%}, " if acc is not None else ""

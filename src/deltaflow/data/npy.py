@@ -22,6 +22,7 @@ and what is wrong with it.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import mmap
 import os
@@ -266,6 +267,10 @@ def advise(array: Any, advice: int, start: int = 0, stop: int | None = None) -> 
     ``advice`` is one of ``mmap.MADV_*`` (``MADV_RANDOM`` for scattered row reads,
     ``MADV_SEQUENTIAL``, ``MADV_WILLNEED`` to start reading rows ahead of their use).
     Advice is a hint: it does nothing on arrays in memory or where the platform lacks it.
+
+    The C library's ``madvise`` is called through ctypes, which lets go of the GIL:
+    ``MADV_WILLNEED`` starts the reads itself and can take milliseconds, during which
+    ``mmap.madvise`` (used where ctypes finds no ``madvise``) would hold up every thread.
     """
     if isinstance(array, RowSubset):
         stop = array.shape[0] if stop is None else stop
@@ -289,13 +294,31 @@ def advise(array: Any, advice: int, start: int = 0, stop: int | None = None) -> 
     base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
     row = array.strides[0] if array.ndim else array.itemsize
     begin = array.ctypes.data - base + start * row
-    end = array.ctypes.data - base + stop * row
-    aligned = begin - begin % mmap.PAGESIZE
-    end = min(end, len(mm))
+    end = min(array.ctypes.data - base + stop * row, len(mm))
+    aligned = begin - begin % mmap.PAGESIZE  # the mapping itself starts on a page
+    if _libc_madvise is not None:
+        # a refusal (non-zero) is ignored: a hint changes nothing that matters
+        _libc_madvise(base + aligned, end - aligned, advice)
+        return
     try:
         mm.madvise(advice, aligned, end - aligned)
     except (OSError, ValueError):
-        pass  # a hint the kernel refused changes nothing that matters
+        pass
+
+
+def _find_madvise() -> Any:
+    """The C library's ``madvise(addr, length, advice)`` through ctypes, or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_libc_madvise = _find_madvise()
 
 
 @dataclass(frozen=True)
