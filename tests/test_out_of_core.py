@@ -39,9 +39,11 @@ def arrays() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def npy_dir(tmp_path: Path, arrays: tuple[np.ndarray, np.ndarray]) -> Path:
     X, y = arrays
-    np.save(tmp_path / "X.npy", X)
-    np.save(tmp_path / "y.npy", y)
-    return tmp_path
+    directory = tmp_path / "data"
+    directory.mkdir()
+    np.save(directory / "X.npy", X)
+    np.save(directory / "y.npy", y)
+    return directory
 
 
 def _write_shards(directory: Path, X: np.ndarray, y: np.ndarray, sizes: list[int]) -> None:

@@ -53,7 +53,10 @@ _MAGIC = b"\x93NUMPY"
 _SHARD = re.compile(r"^(X|y)-(\d{5})\.npy$")
 _SINGLE = ("X.npy", "y.npy")
 _TEST = ("X_test.npy", "y_test.npy")
-_LAYOUT = "expected X.npy and y.npy, or shards X-00000.npy, y-00000.npy, ..."
+_FILES = (
+    "X.npy and y.npy (optionally X_test.npy, y_test.npy), or shards X-00000.npy, y-00000.npy, ..."
+)
+_LAYOUT = "expected " + _FILES
 
 
 @dataclass(frozen=True)
@@ -354,7 +357,7 @@ def open_npy_dir(path: str | os.PathLike[str]) -> NpyData:
     for name in names:
         if name not in _SINGLE + _TEST and not _SHARD.match(name):
             what = "is not a .npy file" if not name.endswith(".npy") else "has an unknown name"
-            raise DataError(f"{root / name} {what}; a data directory holds only {_LAYOUT}")
+            raise DataError(f"{root / name} {what}; a data directory holds only {_FILES}")
     if singles and shards:
         raise DataError(f"{root} holds both X.npy/y.npy and shards; keep one layout")
     if singles or not shards:
