@@ -246,6 +246,7 @@ class Prefetcher:
             for _ in range(depth + 1)
         ]
         self.block = block_rows(S0 * data.X.dtype.itemsize)
+        self._progress: queue.Queue[int | None] | None = None
 
     def epoch(self, order: np.ndarray) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
         """``(X_batch, Y_batch)`` for each batch of ``order``, in turn.
@@ -262,6 +263,17 @@ class Prefetcher:
             target=self._work, args=(order, ready, free, stop), name="deltaflow-prefetch"
         )
         worker.daemon = True
+        # a third thread asks the kernel for the blocks ahead (MADV_WILLNEED), so that
+        # the gathering thread seldom waits for the disk
+        progress: queue.Queue[int | None] = queue.Queue()
+        advisor = threading.Thread(
+            target=self._advise, args=(order, progress), name="deltaflow-readahead"
+        )
+        advisor.daemon = True
+        if self.readahead_rows:
+            advisor.start()
+            progress.put(0)
+        self._progress = progress if self.readahead_rows else None
         worker.start()
         try:
             for _ in range(0, len(order), self.per_slot):
@@ -277,6 +289,9 @@ class Prefetcher:
             stop.set()
             free.put(0)  # wake the thread if it waits for a slot
             worker.join()
+            if self.readahead_rows:
+                progress.put(None)
+                advisor.join()
 
     def _work(
         self,
@@ -285,14 +300,14 @@ class Prefetcher:
         free: queue.Queue[int],
         stop: threading.Event,
     ) -> None:
-        advised = 0
+        progress = self._progress
         try:
             for start in range(0, len(order), self.per_slot):
                 slot = free.get()
                 if stop.is_set():
                     return
-                if self.readahead_rows:
-                    advised = self._read_ahead(order, start, advised)
+                if progress is not None:
+                    progress.put(start)
                 idx = order[start : start + self.per_slot]
                 rows = idx if self.rows is None else self.rows[idx]
                 x, y = self.slots[slot]
@@ -301,6 +316,20 @@ class Prefetcher:
                 ready.put((slot, n, None))
         except BaseException as exc:  # raised in the training thread by epoch()
             ready.put((0, 0, exc))
+
+    def _advise(self, order: np.ndarray, progress: queue.Queue[int | None]) -> None:
+        """Follow the gathering thread's progress, advising ``readahead_rows`` ahead."""
+        advised = 0
+        while True:
+            start = progress.get()
+            while start is not None and not progress.empty():  # only the latest counts
+                start = progress.get()
+            if start is None:
+                return
+            try:
+                advised = self._read_ahead(order, start, advised)
+            except (OSError, ValueError):
+                return  # hints only: the gathering thread reports real trouble
 
     def _read_ahead(self, order: np.ndarray, start: int, advised: int) -> int:
         """Ask the kernel for the blocks of positions up to ``start + readahead_rows``."""
@@ -405,7 +434,7 @@ class MappedSource:
         if n:
             self._batches[n] = Batch(ws.rows(n), Y[:n], None if W is None else W[:n])
         self.data.advise_order(self.mode)
-        ahead = BUFFER_BLOCKS * self.block if self.mode == "blocks" else 0
+        ahead = 2 * BUFFER_BLOCKS * self.block if self.mode == "blocks" else 0
         self._prefetch = Prefetcher(self.data, bs, rows=self.rows, readahead_rows=ahead)
 
     def epoch(self, rng: np.random.Generator) -> Generator[Batch, None, None]:
