@@ -229,7 +229,7 @@ class Prefetcher:
         *,
         rows: np.ndarray | None = None,
         readahead_rows: int = 0,
-        depth: int = 3,
+        depth: int = 6,
         slot_bytes: int = 4 << 20,
     ) -> None:
         self.data, self.bs, self.rows = data, batch_size, rows
