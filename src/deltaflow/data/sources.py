@@ -74,8 +74,8 @@ def load_dataset(
     suffix = path.name.lower()
     if not suffix.endswith((".csv", ".csv.gz", ".npz")):
         raise DataError(
-            f"unknown data source {str(source)!r}; expected 'digits', 'mnist', a path to "
-            "a .csv, .csv.gz or .npz file, or a directory of .npy files"
+            f"unknown data source {str(source)!r}; expected 'digits', 'mnist', or a path to "
+            "a .csv, .csv.gz or .npz file or to a directory of .npy files"
         )
     if not path.is_file():
         raise DataError(f"no such file: {path}")
