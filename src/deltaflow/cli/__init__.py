@@ -15,12 +15,22 @@ import sys
 from collections.abc import Sequence
 
 from deltaflow import __version__
-from deltaflow.cli import bench, evaluate, explain, export, gradcheck, playground, predict, train
+from deltaflow.cli import (
+    bench,
+    convert,
+    evaluate,
+    explain,
+    export,
+    gradcheck,
+    playground,
+    predict,
+    train,
+)
 from deltaflow.errors import DeltaflowError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = [train, evaluate, predict, export, gradcheck, explain, bench, playground]
+COMMANDS = [train, evaluate, predict, convert, export, gradcheck, explain, bench, playground]
 
 
 class _Parser(argparse.ArgumentParser):

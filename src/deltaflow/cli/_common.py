@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from deltaflow.data import Dataset, load_dataset
+from deltaflow.data import Dataset, RowSubset, is_mapped, load_dataset
 from deltaflow.data.csv import describe_delimiter, parse_delimiter
 from deltaflow.data.dataset import fingerprint, stratified_split_indices
 from deltaflow.data.scaling import SCALES, Scaling
@@ -23,8 +23,9 @@ from deltaflow.network import Network
 
 DATA_HELP = (
     "'digits' (scikit-learn's bundled 8x8 digits, the default), 'mnist' (the standard "
-    "IDX files from --data-dir, or downloaded once into a cache), or a path to a .csv "
-    "(see --label-column) or .npz (arrays X, y) file"
+    "IDX files from --data-dir, or downloaded once into a cache), a path to a .csv "
+    "(see --label-column) or .npz (arrays X, y) file, or a directory of .npy files "
+    "(X.npy and y.npy, or shards; see 'deltaflow convert'), read in place"
 )
 # What the bundled loaders divide raw pixels by: raw inputs given to a model trained on
 # them (predict, or evaluate on a file) are divided by the same number.
@@ -149,9 +150,9 @@ def data_fingerprint(data: Dataset) -> str:
 class Split:
     """A source's rows divided into the training rows and the held-out test rows."""
 
-    X_train: np.ndarray
+    X_train: Any  # an array, or a RowSubset of a memory-mapped one
     y_train: np.ndarray
-    X_test: np.ndarray
+    X_test: Any
     y_test: np.ndarray
     test_fraction: float | None  # None: the source's own fixed test split
 
@@ -163,6 +164,9 @@ def split_rows(data: Dataset, test_fraction: float, seed: int, source: str) -> S
         return Split(data.X_train, data.y_train, data.X_test, data.y_test, fraction)
     train, test = stratified_split_indices(data.y_train, test_fraction, seed)
     X, y = data.X_train, data.y_train
+    if is_mapped(X):  # a .npy directory: both splits read in place, in file order
+        train, test = np.sort(train), np.sort(test)
+        return Split(RowSubset(X, train), y[train], RowSubset(X, test), y[test], test_fraction)
     return Split(X[train], y[train], X[test], y[test], test_fraction)
 
 

@@ -24,7 +24,7 @@ from deltaflow.cli._common import (
     split_rows,
     stderr_console,
 )
-from deltaflow.data import Dataset
+from deltaflow.data import Dataset, is_mapped
 from deltaflow.errors import DataError
 from deltaflow.training.loop import evaluate
 
@@ -94,7 +94,14 @@ def run(args: argparse.Namespace) -> int:
         suspicion = info.scaling.suspicion(X)
         if suspicion:
             err.print(f"[yellow]warning:[/] {escape(suspicion)}")
-    X = info.scaling.apply(X, divided=divided and info.loader_scaled)
+    if is_mapped(data.X_train):  # read in place: the rows are used as they are stored
+        if info.scaling.kind != "none":
+            raise DataError(
+                f"{args.model} {info.scaling.describe()}, but a directory of .npy files is "
+                "read in place, as stored; evaluate it on data scaled the same way"
+            )
+    else:
+        X = info.scaling.apply(X, divided=divided and info.loader_scaled)
     cost, acc = evaluate(net, X, y)
     out = Console(highlight=False, soft_wrap=True)
     acc_text = f"accuracy {acc:.2%}, " if acc is not None else ""

@@ -36,7 +36,7 @@ from deltaflow.cli._common import (
     stderr_console,
 )
 from deltaflow.cli._rates import default_learning_rate, range_test, table_text
-from deltaflow.data import Dataset
+from deltaflow.data import Dataset, is_mapped
 from deltaflow.data.scaling import Scaling, fit_scaling
 from deltaflow.engine.activations import ACTIVATIONS
 from deltaflow.engine.devices import get_device
@@ -249,11 +249,17 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
             f"{data.name} has a single class ({_class_name(data, int(present[0]))}) in its "
             "training rows; a classifier needs at least two (is --label-column right?)"
         )
-    loader = LOADER_DIVISORS.get(args.data.lower())
-    scaling = fit_scaling(args.scale, split.X_train, loader_divisor=loader)
-    X = scaling.apply(split.X_train, divided=loader is not None)
-    X_test = scaling.apply(split.X_test, divided=loader is not None)
     y, y_test = split.y_train, split.y_test
+    X: Any
+    X_test: Any
+    if is_mapped(data.X_train):  # a .npy directory is read in place, as it is stored
+        scaling = _mapped_scaling(args.scale)
+        X, X_test = split.X_train, split.X_test
+    else:
+        loader = LOADER_DIVISORS.get(args.data.lower())
+        scaling = fit_scaling(args.scale, split.X_train, loader_divisor=loader)
+        X = scaling.apply(split.X_train, divided=loader is not None)
+        X_test = scaling.apply(split.X_test, divided=loader is not None)
 
     sizes = checked.sizes or [X.shape[1], 30, n_classes]
     if sizes[0] != X.shape[1]:
@@ -330,6 +336,17 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
         out.print(f"wrote the per-epoch history to {checked.history}")
     _pictures.draw(args, net, history, data, X_test, y_test, out)
     return 0
+
+
+def _mapped_scaling(scale: str) -> Scaling:
+    """A directory of .npy files is trained on as stored: it cannot be rescaled in place."""
+    if scale not in ("auto", "none"):
+        raise ConfigError(
+            f"--scale {scale} cannot rescale a directory of .npy files, which is read in "
+            "place; write it scaled with 'deltaflow convert --scale 255' (or scale it "
+            "yourself), then train with --scale none"
+        )
+    return Scaling("none")
 
 
 def _class_name(data: Dataset, index: int) -> str:

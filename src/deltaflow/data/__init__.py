@@ -15,6 +15,8 @@ CSV files (:mod:`.csv`)
     One integer label column, every other column a numeric feature.
 NPZ files (:mod:`.npz`)
     Arrays ``X`` and ``y``, optionally ``X_test`` and ``y_test``.
+Directories of ``.npy`` files (:mod:`.npy`, written by :mod:`.convert`)
+    ``X.npy`` and ``y.npy`` or numbered shards, read through memory maps, never loaded.
 
 Every problem with the data raises :class:`~deltaflow.errors.DataError` with a message
 that names the file, the place in it and what to do about it.
@@ -33,6 +35,7 @@ from deltaflow.data.dataset import (
 from deltaflow.data.digits import load_digits
 from deltaflow.data.idx import read_idx
 from deltaflow.data.mnist import MNIST_BASE_URL, MNIST_MD5, load_mnist
+from deltaflow.data.npy import RowSubset, ShardedRows, is_mapped, open_npy_dir
 from deltaflow.data.npz import load_npz
 from deltaflow.data.sources import load_dataset, load_features
 
@@ -40,7 +43,10 @@ __all__ = [
     "MNIST_BASE_URL",
     "MNIST_MD5",
     "Dataset",
+    "RowSubset",
+    "ShardedRows",
     "check_finite",
+    "is_mapped",
     "load_csv",
     "load_dataset",
     "load_digits",
@@ -48,6 +54,7 @@ __all__ = [
     "load_mnist",
     "load_npz",
     "one_hot",
+    "open_npy_dir",
     "pixel_divisor",
     "read_idx",
     "train_test_split_indices",

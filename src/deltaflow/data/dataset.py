@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from deltaflow.data.npy import is_mapped
 from deltaflow.errors import ConfigError, DataError
 
 # A label is a class index and each class gets an output unit: a file's labels must not
@@ -29,8 +30,9 @@ class Dataset:
     """A labelled classification dataset with a training split and an optional test split.
 
     The arrays are checked and converted on construction: features become float32 in C
-    order, labels become int64. Instances compare by identity (arrays have no single
-    truth value).
+    order (features read from files, as :func:`~deltaflow.data.npy.open_npy_dir` gives
+    them, stay where they are), labels become int64. Instances compare by identity
+    (arrays have no single truth value).
 
     Parameters
     ----------
@@ -308,8 +310,12 @@ def pixel_divisor(X: np.ndarray) -> float:
 
 
 def _as_features(X: np.ndarray, name: str) -> np.ndarray:
-    """Return ``X`` as a 2-D float32 C-ordered array, copying only when needed."""
-    array = np.asarray(X)
+    """Return ``X`` as a 2-D float32 C-ordered array, copying only when needed.
+
+    Arrays read from files (memory maps, shards) are checked and kept as they are:
+    training converts them a batch at a time.
+    """
+    array = X if is_mapped(X) else np.asarray(X)
     if array.ndim != 2:
         raise DataError(f"{name} must be 2-D of shape (m, S_0), got shape {array.shape}")
     if array.dtype.kind not in "biuf":
@@ -318,6 +324,8 @@ def _as_features(X: np.ndarray, name: str) -> np.ndarray:
         raise DataError(
             f"{name} is empty (shape {array.shape}); need at least one example and one feature"
         )
+    if is_mapped(array):
+        return array
     return np.ascontiguousarray(array, dtype=np.float32)
 
 

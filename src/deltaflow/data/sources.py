@@ -6,6 +6,7 @@ import os
 import zipfile
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,10 @@ from deltaflow.data.csv import (
     load_csv,
     sniff_delimiter,
 )
-from deltaflow.data.dataset import Dataset, _as_features, check_finite
+from deltaflow.data.dataset import Dataset, _as_features, _n_classes, check_finite
 from deltaflow.data.digits import load_digits
 from deltaflow.data.mnist import ProgressCallback, load_mnist
+from deltaflow.data.npy import open_npy_dir
 from deltaflow.data.npz import _npz_array, _open_npz, load_npz
 from deltaflow.errors import DataError
 
@@ -41,7 +43,9 @@ def load_dataset(
     Parameters
     ----------
     source : str or os.PathLike
-        ``"digits"``, ``"mnist"``, or a path to a ``.csv``, ``.csv.gz`` or ``.npz`` file.
+        ``"digits"``, ``"mnist"``, a path to a ``.csv``, ``.csv.gz`` or ``.npz`` file, or
+        a directory of ``.npy`` files (see :func:`~deltaflow.data.npy.open_npy_dir`),
+        whose inputs stay on disk as memory maps.
     data_dir : str or os.PathLike, optional
         For ``"mnist"``: a directory with the four IDX files (see :func:`load_mnist`).
     label_column : int, str or None, default 0
@@ -74,17 +78,30 @@ def load_dataset(
             return load_digits(seed=seed)
         return load_mnist(data_dir, download=download, progress=progress)
     path = Path(source)
+    if path.is_dir():
+        return _load_npy_dir(path)
     suffix = path.name.lower()
     if not suffix.endswith((".csv", ".csv.gz", ".npz")):
         raise DataError(
             f"unknown data source {str(source)!r}; expected 'digits', 'mnist', or a path to "
-            "a .csv, .csv.gz or .npz file"
+            "a .csv, .csv.gz or .npz file or to a directory of .npy files"
         )
     if not path.is_file():
         raise DataError(f"no such file: {path}")
     if suffix.endswith(".npz"):
         return load_npz(path)
     return load_csv(path, label_column=label_column, delimiter=delimiter, class_names=class_names)
+
+
+def _load_npy_dir(path: Path) -> Dataset:
+    """A directory of ``.npy`` files (:func:`open_npy_dir`), its inputs left on disk."""
+    npy = open_npy_dir(path)
+    try:
+        dataset = Dataset(npy.X, npy.y, npy.X_test, npy.y_test, path.name, None, None)  # type: ignore[arg-type]
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    labels = [y for y in (dataset.y_train, dataset.y_test) if y is not None]
+    return replace(dataset, n_classes=_n_classes(labels, path))
 
 
 def load_features(path: str | os.PathLike[str], *, delimiter: str | None = None) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import sparse
 
 from deltaflow.engine.backprop import Workspace
+from deltaflow.training.orders import BUFFER_BLOCKS, block_order, block_rows
 
 __all__ = ["ArraySource", "Batch", "BatchSource"]
 
@@ -98,8 +99,10 @@ class ArraySource:
         Encoded targets, of the network's dtype.
     W : ndarray of shape (m,), optional
         Non-negative sample weights.
-    shuffle : bool, default True
-        Draw a new order every epoch; without it the rows are served in order.
+    shuffle : bool, "rows", "blocks" or None, default True
+        Draw a new order every epoch (True or ``"rows"``: ``rng.shuffle``; ``"blocks"``:
+        :func:`~deltaflow.training.orders.block_order`); without it the rows are served
+        in order.
     """
 
     def __init__(
@@ -108,7 +111,7 @@ class ArraySource:
         Y: np.ndarray,
         W: np.ndarray | None = None,
         *,
-        shuffle: bool = True,
+        shuffle: bool | str | None = True,
     ) -> None:
         if Y.shape[0] != X.shape[0] or (W is not None and W.shape != (X.shape[0],)):
             raise ValueError(
@@ -120,7 +123,7 @@ class ArraySource:
         self.sparse = sparse.issparse(X)
         self.m = X.shape[0]
         self.total_weight = self.m if W is None else float(W.sum())
-        self.shuffle = shuffle
+        self.shuffle = "rows" if shuffle is True else shuffle or None
         self.order = np.arange(self.m)
         self._full: Batch | None = None
         self._last: Batch | None = None
@@ -136,8 +139,11 @@ class ArraySource:
     def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
         if self._full is None:
             raise RuntimeError("bind the source to a workspace before asking for batches")
-        if self.shuffle:
+        if self.shuffle == "rows":
             rng.shuffle(self.order)
+        elif self.shuffle == "blocks":
+            rows = block_rows(self.X.strides[0])
+            block_order(self.m, rows, BUFFER_BLOCKS, rng, out=self.order)
         return self._batches(self._full, self._last)
 
     def _batches(self, full: Batch, last: Batch | None) -> Iterator[Batch]:

@@ -48,7 +48,15 @@ from deltaflow.training.hooks import (
     labels_of,
     predict_into,
 )
+from deltaflow.training.mapped import (
+    MappedSource,
+    MappedValidation,
+    UndoOnBadData,
+    evaluate_mapped,
+    is_mapped,
+)
 from deltaflow.training.optimizers import Optimizer, get_optimizer, get_schedule
+from deltaflow.training.orders import shuffle_mode
 from deltaflow.training.steps import Step, make_step
 
 __all__ = ["EpochRecord", "History", "evaluate", "fit", "run"]
@@ -67,6 +75,10 @@ def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float,
     accuracy : float or None
         Fraction of examples whose predicted class is right; None for regression.
     """
+    if is_mapped(X):  # read from files a chunk at a time
+        source = MappedSource(net, X, Y, None, None)
+        ws = backprop.Workspace(net, min(chunk, source.m))
+        return evaluate_mapped(net, source.data, None, ws)
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
     if net.device != "cpu":  # the outputs (m x S[L]) come back from the device
@@ -93,7 +105,7 @@ def fit(
     schedule: str | Callable[[int], float] = "constant",
     step_size: int = 10,
     gamma: float = 0.5,
-    shuffle: bool = True,
+    shuffle: bool | str = True,
     validation_split: float = 0.0,
     validation_data: tuple[Any, Any] | None = None,
     early_stopping: bool = False,
@@ -120,6 +132,12 @@ def fit(
     X : array-like or scipy.sparse matrix of shape (m, S[0])
         Sparse input (CSR, CSC or any scipy.sparse format) is kept sparse: batches are
         gathered as CSR rows and the first layer multiplies them sparse @ dense.
+        Arrays from ``np.load(path, mmap_mode="r")`` (or :func:`deltaflow.data.open_npy_dir`)
+        are read where they lie (see :mod:`deltaflow.training.mapped`): each batch is
+        gathered from the file, converted and checked for NaN and infinity in a
+        background thread while the previous step runs, so memory does not grow with
+        ``m``. A bad value found there raises :class:`DataError` with the parameters of
+        the epoch's start put back.
     Y : array-like
         Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
         targets of shape (m, S[L]) (or (m,) for one output).
@@ -148,8 +166,12 @@ def fit(
         Learning rate per epoch (see :func:`deltaflow.optimizers.get_schedule`).
     step_size, gamma : int, float
         Settings of the ``step`` and ``exponential`` schedules.
-    shuffle : bool
-        Draw a new order of the examples each epoch.
+    shuffle : bool, "rows" or "blocks"
+        Draw a new order of the examples each epoch: ``"rows"``, an exact permutation,
+        or ``"blocks"``, which permutes blocks of contiguous rows and then the rows
+        within a few blocks at a time, reading a memory-mapped file in long runs (see
+        :mod:`deltaflow.training.orders`). True means ``"rows"`` for arrays in memory
+        and ``"blocks"`` for memory-mapped ones; False keeps the given order.
     validation_split : float
         Fraction of ``X`` held out (drawn with the seed) to validate on each epoch.
     validation_data : (X_val, Y_val), optional
@@ -252,24 +274,48 @@ def fit(
     ckpt = None
     if checkpoint_dir is not None:
         ckpt = checkpoint.start_run(checkpoint_dir, resume, net, config)
-    data = _prepare_data(net, X, Y, sample_weight, validation_split, validation_data, rng, ckpt)
-    fingerprint = _check_fingerprint(checkpoint_dir, ckpt, data)
-    if early_stopping and data.Xv is None:
-        raise ConfigError(
-            "early_stopping needs validation data; pass validation_split or validation_data"
+    mode = shuffle_mode(shuffle, is_mapped(X))
+    source: ArraySource | MappedSource
+    data: _Data | None = None
+    if is_mapped(X):  # from files: checked and converted a batch at a time, never copied
+        source = _mapped_source(
+            net, X, Y, sample_weight, mode, validation_split, validation_data, rng, ckpt
         )
-    if data.W is not None and float(data.W.sum()) <= 0:
+        arrays, split, labels = source.arrays(), source.split, source.labels
+    else:
+        data = _prepare_data(net, X, Y, sample_weight, validation_split, validation_data, rng, ckpt)
+        source = ArraySource(data.X, data.Y, data.W, shuffle=mode)
+        arrays, split, labels = data.arrays(), data.split, data.labels
+    fingerprint = _check_fingerprint(checkpoint_dir, ckpt, arrays)
+    if source.total_weight <= 0:
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
-    bs = min(batch_size, data.X.shape[0])
-    hooks = _epoch_hooks(net, data, bs, track_delta_norms, early_stopping, patience, min_delta)
+    bs = min(batch_size, source.m)
+    # validation in chunks of at least 1024 rows
+    if isinstance(source, MappedSource):
+        validation: Hook | None = None
+        if source.val is not None:
+            validation = MappedValidation(net, source.val, source.val_rows, max(bs, 1024))
+    else:
+        assert data is not None  # an in-memory source comes with its prepared arrays
+        validation = _validation(net, data, max(bs, 1024))
+    if early_stopping and validation is None:
+        raise ConfigError(
+            "early_stopping needs validation data; pass validation_split or validation_data"
+        )
+    hooks = _epoch_hooks(validation, track_delta_norms, early_stopping, patience, min_delta)
     hooks.append(Callbacks(callbacks))
     if net.device != "cpu":
+        if not isinstance(source, ArraySource) or data is None:
+            raise ConfigError(
+                "memory-mapped data trains on the CPU for now; load it into memory "
+                "(np.asarray) to train on a GPU"
+            )
         no_checkpoints = {"checkpoints": checkpoint_dir is not None}
-        return _fit_on_device(net, data, opt, weight_decay, shuffle, bs, epochs, rate, rng, hooks,
+        shuffled = mode is not None
+        return _fit_on_device(net, data, opt, weight_decay, shuffled, bs, epochs, rate, rng, hooks,
                               track_delta_norms=track_delta_norms, **no_checkpoints)  # fmt: skip
-    source = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
     if checkpoint_dir is not None:
         hooks.append(
             Checkpoints(
@@ -279,14 +325,21 @@ def fit(
                 optimizer=opt,
                 rng=rng,
                 source=source,
-                split=data.split,
+                split=split,
                 config=config,
                 fingerprint=fingerprint,
                 extra=checkpoint_extra,
             )
         )
     step = make_step(net, opt, weight_decay)
-    return run(net, source, step, epochs, bs, rate, rng, hooks, labels=data.labels)
+    if not isinstance(source, MappedSource):
+        return run(net, source, step, epochs, bs, rate, rng, hooks, labels=labels)
+    undo = UndoOnBadData(net)
+    try:
+        return run(net, source, step, epochs, bs, rate, rng, [undo, *hooks], labels=labels)
+    except DataError:  # a NaN met in the file mid-epoch: back to the epoch's start
+        undo.undo(net)
+        raise
 
 
 def _fit_on_device(
@@ -493,16 +546,8 @@ def _prepare_data(
         Xv = net.check_X(Xv_raw, "X_val")
         Yv, _ = net.encode_targets(Yv_raw, Xv.shape[0], "Y_val")
     elif validation_split > 0:
-        m_val = int(round(validation_split * X.shape[0]))
-        if m_val < 1 or m_val >= X.shape[0]:
-            raise DataError(
-                f"validation_split={validation_split} of {X.shape[0]} examples leaves "
-                "no training or no validation rows; use more data or another fraction"
-            )
-        if ckpt is None:
-            split = rng.permutation(X.shape[0])
-        else:
-            split = checkpoint.stored_split(ckpt, X.shape[0])
+        m_val = _validation_rows(validation_split, X.shape[0])
+        split = _draw_split(rng, ckpt, X.shape[0])
         Xv, Yv = X[split[:m_val]], Yenc[split[:m_val]]
         X, Yenc = X[split[m_val:]], Yenc[split[m_val:]]
         W = None if W is None else W[split[m_val:]]
@@ -511,36 +556,80 @@ def _prepare_data(
     return _Data(X, Yenc, W, labels, Xv, Yv, labels_v, split)
 
 
+def _mapped_source(
+    net: Network,
+    X: Any,
+    Y: Any,
+    sample_weight: Any,
+    mode: str | None,
+    validation_split: float,
+    validation_data: tuple[Any, Any] | None,
+    rng: np.random.Generator,
+    ckpt: checkpoint.Checkpoint | None,
+) -> MappedSource:
+    """The batch source of memory-mapped ``X``, ``Y``, with the validation rows drawn
+    as :func:`_prepare_data` draws them."""
+    split, m_val = None, 0
+    if validation_data is None and validation_split > 0:
+        m_val = _validation_rows(validation_split, X.shape[0])
+        split = _draw_split(rng, ckpt, X.shape[0])
+    W = _sample_weights(sample_weight, X.shape[0], net.dtype)
+    return MappedSource(
+        net, X, Y, W, mode, split=split, m_val=m_val, validation_data=validation_data
+    )
+
+
+def _validation_rows(validation_split: float, m: int) -> int:
+    """How many of ``m`` examples ``validation_split`` holds out (at least one, not all)."""
+    m_val = int(round(validation_split * m))
+    if m_val < 1 or m_val >= m:
+        raise DataError(
+            f"validation_split={validation_split} of {m} examples leaves "
+            "no training or no validation rows; use more data or another fraction"
+        )
+    return m_val
+
+
+def _draw_split(rng: np.random.Generator, ckpt: checkpoint.Checkpoint | None, m: int) -> np.ndarray:
+    """The permutation whose first rows are held out; a resumed run takes the stored one."""
+    return rng.permutation(m) if ckpt is None else checkpoint.stored_split(ckpt, m)
+
+
 def _check_fingerprint(
     checkpoint_dir: str | os.PathLike[str] | None,
     ckpt: checkpoint.Checkpoint | None,
-    data: _Data,
+    arrays: list[Any],
 ) -> str:
     """The data's digest for checkpoints ("" without); a resumed run's must match."""
     if checkpoint_dir is None:
         return ""
-    fingerprint = checkpoint.data_fingerprint(*data.arrays())
+    fingerprint = checkpoint.data_fingerprint(*arrays)
     if ckpt is not None:
         checkpoint.check_data(ckpt, fingerprint)
     return fingerprint
 
 
+def _validation(net: Network, data: _Data, rows: int) -> Validation | None:
+    """Validation on the held-out arrays in chunks of ``rows``, if there are any."""
+    if data.Xv is None or data.Yv is None:
+        return None
+    return Validation(net, data.Xv, data.Yv, data.labels_v, rows)
+
+
 def _epoch_hooks(
-    net: Network,
-    data: _Data,
-    batch_size: int,
+    validation: Hook | None,
     track_delta_norms: bool,
     early_stopping: bool,
     patience: int,
     min_delta: float,
 ) -> list[Hook]:
-    """Validation (its chunks at least 1024 rows), delta norms and the best epoch."""
+    """Validation, delta norms and the best epoch."""
     hooks: list[Hook] = []
-    if data.Xv is not None and data.Yv is not None:
-        hooks.append(Validation(net, data.Xv, data.Yv, data.labels_v, max(batch_size, 1024)))
+    if validation is not None:
+        hooks.append(validation)
     if track_delta_norms:
         hooks.append(DeltaNorms())
-    if data.Xv is not None:
+    if validation is not None:
         hooks.append(EarlyStopping(patience, min_delta, stop=early_stopping))
     return hooks
 
