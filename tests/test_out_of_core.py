@@ -304,8 +304,11 @@ def test_convert_csv_in_chunks_matches_load_csv(
     monkeypatch.setattr(convert_module, "CHUNK_BYTES", 12 * 4 * 37)  # 37 rows a chunk
     X, y = arrays
     _write_csv(tmp_path / "a.csv", X, y)
-    assert main(["convert", str(tmp_path / "a.csv"), "-o", str(tmp_path / "d")]) == 0
-    data, expected = open_npy_dir(tmp_path / "d"), load_csv(tmp_path / "a.csv")
+    assert (
+        main(["convert", str(tmp_path / "a.csv"), "-o", str(tmp_path / "d"), "--label-column", "0"])
+        == 0
+    )
+    data, expected = open_npy_dir(tmp_path / "d"), load_csv(tmp_path / "a.csv", label_column=0)
     assert np.array_equal(data.X, expected.X_train) and np.array_equal(data.y, expected.y_train)
     assert sorted(os.listdir(tmp_path / "d")) == ["X.npy", "y.npy"]
 
@@ -345,7 +348,11 @@ def test_convert_bad_source_exits_2_and_leaves_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "bad.csv").write_text("1,2,3\n" * 50 + "1,x,3\n")
-    assert main(["convert", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "d")]) == 2
+    bad = ["convert", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "d")]
+    assert main(bad) == 2  # no label column named or given: never guessed
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "which column" in err and "--label-column" in err
+    assert main([*bad, "--label-column", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "line 51, column 2: 'x' is not a number" in err
     assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
@@ -377,7 +384,7 @@ def test_train_from_a_converted_directory(
     assert main([*args, "--cost", "cross_entropy", "--learning-rate", "0.5"]) == 0
     printed = capsys.readouterr().out
     accuracy = float(printed.split("test accuracy ")[1].split("%")[0])
-    assert accuracy > 80 and "on 120 examples" in printed
+    assert accuracy > 80 and "on 120 held-out examples" in printed
 
 
 def test_evaluate_a_saved_model_on_a_directory(
@@ -389,7 +396,7 @@ def test_evaluate_a_saved_model_on_a_directory(
     save(net, model)
     assert main(["evaluate", str(model), "--data", str(npy_dir)]) == 0
     cost, accuracy = evaluate(net, X, y)
-    assert f"({'all rows'}, 403 examples): accuracy {accuracy:.2%}, cost {cost:.4f}" in (
+    assert f"accuracy {accuracy:.2%}, cost {cost:.4f} on all 403 rows" in (
         capsys.readouterr().out
     )
     save(net, model, extra={"input_divisor": 255.0})

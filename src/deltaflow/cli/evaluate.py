@@ -88,19 +88,24 @@ def run(args: argparse.Namespace) -> int:
             f"{args.model} was trained on class indices; give labels 0..{net.sizes[-1] - 1}"
         )
     X, y, part = _rows(args, data, info, own_source)
+    mapped = is_mapped(data.X_train)  # read in place: the rows are used as they are stored
+    if mapped and info.scaling.kind != "none":
+        hint = (
+            f"write it scaled with 'deltaflow convert --scale {info.scaling.divisor:g}'"
+            if info.scaling.shift is None
+            else "scale it the same way first"
+        )
+        raise DataError(
+            f"{args.model} {info.scaling.describe()}, but a directory of .npy files is read "
+            f"in place, as stored; {hint}"
+        )
     divided = args.data.lower() in LOADER_DIVISORS
     err.print(f"input scaling: the model {info.scaling.describe()}")
-    if not divided:
+    if not divided and not mapped:
         suspicion = info.scaling.suspicion(X)
         if suspicion:
             err.print(f"[yellow]warning:[/] {escape(suspicion)}")
-    if is_mapped(data.X_train):  # read in place: the rows are used as they are stored
-        if info.scaling.kind != "none":
-            raise DataError(
-                f"{args.model} {info.scaling.describe()}, but a directory of .npy files is "
-                "read in place, as stored; evaluate it on data scaled the same way"
-            )
-    else:
+    if not mapped:
         X = info.scaling.apply(X, divided=divided and info.loader_scaled)
     cost, acc = evaluate(net, X, y)
     out = Console(highlight=False, soft_wrap=True)

@@ -503,6 +503,8 @@ def _check_options(args: argparse.Namespace) -> _Checked:
     L = len(sizes) - 1 if sizes else 2
     Network([2] * (L + 1), activation, args.cost, dtype=args.dtype)  # names and pairing
     check_data_options(args)
+    if Path(args.data).is_dir():
+        _mapped_scaling(args.scale)  # a directory is read in place: it cannot be rescaled
     _pictures.check(args)
     save = check_output(args.save, args.force, "model file") if args.save else None
     history = None
