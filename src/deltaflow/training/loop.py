@@ -19,7 +19,9 @@ from deltaflow.engine import backprop
 from deltaflow.engine.blas import cap_threads, writable_in_place
 from deltaflow.errors import ConfigError, DataError, DivergenceError
 from deltaflow.network import Network, as_generator
+from deltaflow.parallel import as_communicator, fingerprint
 from deltaflow.training import checkpoint
+from deltaflow.training.data_parallel import DataParallelStep
 from deltaflow.training.optimizers import Optimizer, get_optimizer, get_schedule
 
 __all__ = ["EpochRecord", "History", "evaluate", "fit"]
@@ -191,6 +193,7 @@ def fit(
     resume: bool = False,
     checkpoint_extra: dict[str, Any] | None = None,
     track_delta_norms: bool = False,
+    comm: Any = None,
 ) -> History:
     """Train ``net`` in place by mini-batch gradient descent.
 
@@ -258,6 +261,14 @@ def fit(
     track_delta_norms : bool
         Record in ``History.delta_norms`` the mean ``|delta^(l)|`` of every layer, per
         epoch (one extra pass over each ``delta`` per batch; nothing when False).
+    comm : mpi4py intracommunicator, optional
+        Train data-parallel over its ranks (``MPI.COMM_WORLD`` under ``mpiexec``):
+        every rank calls ``fit`` with the same network, data and settings, draws the
+        same order, takes its share of the rows of every batch, and one all-reduce a
+        step sums the gradients, so every rank makes the same update and ends with the
+        same parameters (those of one process, up to the order of additions). Rank 0
+        alone writes checkpoints; ``checkpoint_dir`` must be a directory every rank
+        can read to resume. Each rank's BLAS keeps to one thread.
 
     Returns
     -------
@@ -287,6 +298,7 @@ def fit(
     opt = get_optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps)
     rng = net.rng if seed is None else as_generator(seed)
     every = _positive_int(checkpoint_every, "checkpoint_every")
+    comm = as_communicator(comm)
     config = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -340,12 +352,12 @@ def fit(
         W = None if W is None else W[order[m_val:]]
     else:
         Xv = Yv = None  # type: ignore[assignment]
-    fingerprint = ""
-    if checkpoint_dir is not None:
+    data_print = ""
+    if checkpoint_dir is not None or comm is not None:
         arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
-        fingerprint = checkpoint.data_fingerprint(*arrays)
+        data_print = checkpoint.data_fingerprint(*arrays)
         if ckpt is not None:
-            checkpoint.check_data(ckpt, fingerprint)
+            checkpoint.check_data(ckpt, data_print)
     if early_stopping and Xv is None:
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
@@ -362,11 +374,22 @@ def fit(
     bs = min(batch_size, m)
     # plain SGD is applied inside the backward pass, when the parameters allow it
     fused = opt.fused_with_backward and writable_in_place(net.weights + net.biases, net.dtype)
-    ws = backprop.Workspace(net, bs, gradients=not fused)
-    threads = backprop.blas_threads(net, bs)
+    dp = None
+    if comm is not None:
+        if bs < comm.size:
+            raise ConfigError(
+                f"a batch of {bs} rows cannot be shared by {comm.size} ranks; use "
+                f"batch_size >= {comm.size} (and as many training rows) or fewer ranks"
+            )
+        # every rank makes the same update from the summed gradient, after the all-reduce
+        fused = False
+        dp = DataParallelStep(comm, net, X, Yenc, W, labels, bs, weight_decay, track_delta_norms)
+    ws = dp.ws if dp is not None else backprop.Workspace(net, bs, gradients=not fused)
+    threads = 1 if dp is not None else backprop.blas_threads(net, bs)
     Ybuf = np.empty((bs, Yenc.shape[1]), dtype=net.dtype)
     Wbuf = None if W is None else np.empty(bs, dtype=W.dtype)
-    pred = np.empty(m, dtype=np.intp) if labels is not None else None  # classes, in `order`
+    # classes, in `order` (a rank counts its own rows' right guesses instead)
+    pred = np.empty(m, dtype=np.intp) if labels is not None and dp is None else None
     ws_val = backprop.Workspace(net, min(max(bs, 1024), Xv.shape[0])) if Xv is not None else None
     params = net.weights + net.biases
     grads = ws.dtheta + ws.db
@@ -382,6 +405,16 @@ def fit(
         best_cost, waited = float(ckpt.state["best_cost"]), int(ckpt.state["waited"])
         best_params = ckpt.best_params
         first_epoch = epochs if ckpt.state["finished"] else ckpt.epoch
+    if comm is not None:
+        comm.check_same(
+            "training data", data_print, "give every rank the same X, Y and sample weights"
+        )
+        comm.check_same(
+            "settings or starting parameters",
+            fingerprint(config, net.sizes, net.dtype.str, first_epoch, order, *params),
+            "give every rank the same network (the same seed), settings and checkpoint "
+            "directory (one that every rank can read)",
+        )
     # the parameters at the start of the epoch: the last finite ones known if it diverges
     snapshot = [np.empty_like(p) for p in params]
     for epoch in range(first_epoch, epochs):
@@ -401,6 +434,21 @@ def fit(
             # into `out`; the indices are in range anyway)
             idx = order[start : start + bs]
             n = len(idx)
+            if dp is not None:
+                c, batch_total, batch_hits, batch_norms = dp.step(idx)
+                if not math.isfinite(c):
+                    for p, s in zip(params, snapshot):
+                        p[...] = s
+                    raise DivergenceError(
+                        f"the cost became {c} at epoch {epoch + 1}, batch {batch + 1}; "
+                        f"try a smaller learning rate than {lr:g}"
+                    )
+                total += batch_total
+                hits += batch_hits
+                opt.step(params, grads, lr)
+                if norms is not None and batch_norms is not None:
+                    norms.append(batch_norms)
+                continue
             view, Yb = (ws, Ybuf) if n == bs else (ws.rows(n), Ybuf[:n])
             X.take(idx, axis=0, out=view.a[0], mode="clip")
             Yenc.take(idx, axis=0, out=Yb, mode="clip")
@@ -448,7 +496,9 @@ def fit(
                 f"{epoch + 1}; try a smaller learning rate than {lr:g}"
             )
         val_cost = val_acc = None
-        if Xv is not None and Yv is not None and ws_val is not None:
+        if dp is not None and Xv is not None and Yv is not None and ws_val is not None:
+            val_cost, val_acc = dp.evaluate(Xv, Yv, labels_v, ws_val.m)
+        elif Xv is not None and Yv is not None and ws_val is not None:
             val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
         rec = EpochRecord(
             epoch=epoch + 1,
@@ -474,9 +524,16 @@ def fit(
         for cb in callbacks:
             if cb(rec) is True:
                 stop = True
+        if comm is not None and callbacks:
+            stop = comm.any(stop)  # a callback on one rank stops them all
         if stop:
             history.stopped_early = epoch + 1 < epochs
-        if checkpoint_dir is not None and (stop or epoch + 1 == epochs or (epoch + 1) % every == 0):
+        writes = comm is None or comm.is_root
+        if (
+            checkpoint_dir is not None
+            and writes
+            and (stop or epoch + 1 == epochs or (epoch + 1) % every == 0)
+        ):
             checkpoint.save_run(
                 checkpoint_dir,
                 epoch=epoch + 1,
@@ -491,7 +548,7 @@ def fit(
                     "best_cost": best_cost,
                     "waited": waited,
                     "finished": stop or epoch + 1 == epochs,
-                    "data": fingerprint,
+                    "data": data_print,
                 },
                 best_params=best_params,
                 extra=checkpoint_extra,

@@ -1,0 +1,165 @@
+"""One data-parallel training step: every rank takes its slice of the batch, and one
+all-reduce of a flat buffer makes the batch's gradient on every rank.
+
+The gradient of a batch is the sum of the gradients of its slices once the ``1/m`` of
+the mean is the whole batch's: each rank runs the forward sweep and the backward dynamic
+programme on its own rows with ``delta[L]`` scaled by ``1/B`` (``B`` the batch's rows, or
+the sum of its sample weights), and the sum over the ranks is the batch's ``dC/dTheta``.
+The buffer carries a few more numbers, each rank's share of the batch's cost, of its
+right guesses and of the delta norms, so that one all-reduce a step tells every rank
+everything the loop decides on, and every rank decides the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deltaflow.engine import backprop
+from deltaflow.network import Network
+from deltaflow.parallel import Communicator, rank_rows
+
+__all__ = ["DataParallelStep"]
+
+# the slots after the gradients: the batch's cost times its rows (or weight), its hits
+_COST, _HITS, _NORMS = 0, 1, 2
+
+
+class DataParallelStep:
+    """Forward, backward and the all-reduce for this rank's slice of each batch.
+
+    Parameters
+    ----------
+    comm : Communicator
+    net : Network
+    X : ndarray of shape (m, S[0])
+        All the training rows (a memory map is read only where this rank's rows lie).
+    Y : ndarray of shape (m, S[L])
+        Encoded targets.
+    W : ndarray of shape (m,) or None
+        Sample weights.
+    labels : ndarray of shape (m,) or None
+        Class indices, to count right guesses.
+    batch_size : int
+        Rows of a whole batch (``B``); each rank holds at most ``ceil(B / ranks)``.
+    weight_decay : float
+        ``lambda``, added to the summed gradient once (not once per rank).
+    track_delta_norms : bool
+        Also sum each layer's ``sum |delta[l]| / S[l]`` over the ranks.
+
+    Attributes
+    ----------
+    grads : list of ndarray
+        ``dC/dTheta[1..L]`` then ``dC/db[1..L]``, views into one flat buffer, in the
+        order of ``net.weights + net.biases``.
+    """
+
+    def __init__(
+        self,
+        comm: Communicator,
+        net: Network,
+        X: np.ndarray,
+        Y: np.ndarray,
+        W: np.ndarray | None,
+        labels: np.ndarray | None,
+        batch_size: int,
+        weight_decay: float,
+        track_delta_norms: bool,
+    ) -> None:
+        self.comm, self.net = comm, net
+        self.X, self.Y, self.W, self.labels = X, Y, W, labels
+        self.weight_decay = weight_decay
+        rows = -(-batch_size // comm.size)
+        self.ws = backprop.Workspace(net, rows)
+        self.Ybuf = np.empty((rows, Y.shape[1]), dtype=net.dtype)
+        self.Wbuf = None if W is None else np.empty(rows, dtype=W.dtype)
+        self.pred = np.empty(rows, dtype=np.intp)
+        self.norms = track_delta_norms
+        params = net.weights + net.biases
+        n_stats = _NORMS + (net.L if track_delta_norms else 0)
+        # one flat buffer: the gradients of the workspace become views into it
+        self.flat = np.zeros(sum(p.size for p in params) + n_stats, dtype=net.dtype)
+        self.grads, start = [], 0
+        for p in params:
+            self.grads.append(self.flat[start : start + p.size].reshape(p.shape))
+            start += p.size
+        L = net.L
+        self.ws.dtheta[:], self.ws.db[:] = self.grads[:L], self.grads[L:]
+        self.gradients = self.flat[:start]
+        self.stats = self.flat[start:]
+
+    def step(self, idx: np.ndarray) -> tuple[float, float, int, list[float] | None]:
+        """The summed gradient of the batch of rows ``idx`` (in the workspace's ``dtheta``
+        and ``db`` on every rank).
+
+        Returns
+        -------
+        cost : float
+            The batch's cost ``C`` (NaN or infinite when any rank's is).
+        cost_sum : float
+            ``C`` times the batch's rows (or weight sum), for the epoch's mean.
+        hits : int
+            Right guesses over the batch (0 without labels).
+        norms : list of float or None
+            Each layer's ``sum |delta[l]| / S[l]`` over the batch, when tracked.
+        """
+        net, n = self.net, len(idx)
+        lo, hi = rank_rows(n, self.comm.rank, self.comm.size)
+        mine, k = idx[lo:hi], hi - lo
+        denominator = float(n) if self.W is None else float(self.W[idx].sum())
+        self.stats[:] = 0
+        if k == 0:  # a short last batch can leave a rank without rows
+            self.gradients[:] = 0
+        else:
+            self._own_rows(mine, k, denominator)
+        self.comm.allreduce_sum(self.flat)
+        if self.weight_decay:
+            for g, theta in zip(self.grads, net.weights):
+                g += self.weight_decay * theta
+        cost_sum = float(self.stats[_COST])
+        cost = cost_sum / denominator if denominator > 0 else 0.0
+        if not np.isfinite(cost_sum):
+            cost = cost_sum
+        norms = self.stats[_NORMS:].tolist() if self.norms else None
+        return cost, cost_sum, int(self.stats[_HITS]), norms
+
+    def _own_rows(self, mine: np.ndarray, k: int, denominator: float) -> None:
+        net = self.net
+        view = self.ws.rows(k)
+        Yb, Wb = self.Ybuf[:k], None
+        self.X.take(mine, axis=0, out=view.a[0], mode="clip")
+        self.Y.take(mine, axis=0, out=Yb, mode="clip")
+        if self.W is not None and self.Wbuf is not None:
+            Wb = self.W.take(mine, out=self.Wbuf[:k], mode="clip")
+        a_L = backprop.forward(net, view)
+        c = backprop.cost(net, view, Yb, Wb)
+        self.stats[_COST] = c * (k if Wb is None else float(Wb.sum()))
+        if self.labels is not None:
+            pred = self.pred[:k]
+            if a_L.shape[1] == 1:
+                np.greater(a_L[:, 0], 0.5, out=pred)
+            else:
+                a_L.argmax(axis=1, out=pred)
+            self.stats[_HITS] = np.count_nonzero(pred == self.labels[mine])
+        backprop.backward(net, view, Yb, Wb, mean_of=denominator)
+        if self.norms:
+            # delta carries the batch's 1/B, so the ranks' sums of |delta| / S[l] add
+            # up to the one-process figure (mean |delta| per example and unit)
+            for l, d in enumerate(view.delta[1:]):
+                self.stats[_NORMS + l] = float(np.abs(d).sum()) / d.shape[1]
+
+    def evaluate(
+        self, X: np.ndarray, Y: np.ndarray, labels: np.ndarray | None, chunk: int
+    ) -> tuple[float, float | None]:
+        """Cost and accuracy over all of ``X``, each rank taking a block of its rows."""
+        from deltaflow.training.loop import _evaluate
+
+        m = X.shape[0]
+        lo, hi = rank_rows(m, self.comm.rank, self.comm.size)
+        sums = np.zeros(2)
+        if hi > lo:
+            cost, acc = _evaluate(
+                self.net, X[lo:hi], Y[lo:hi], None if labels is None else labels[lo:hi], chunk
+            )
+            sums[:] = cost * (hi - lo), (acc or 0.0) * (hi - lo)
+        self.comm.allreduce_sum(sums)
+        return float(sums[0]) / m, (round(float(sums[1])) / m if labels is not None else None)
