@@ -1,15 +1,19 @@
 """Run by ``mpiexec`` from tests/test_parallel.py: one data-parallel ``fit`` per rank.
 
-Usage: ``python tests/mpi_worker.py SPEC.json OUTDIR``. The spec names the network, the
-data (made here from a seed, so every rank builds the same) and ``fit``'s settings; each
-rank writes ``OUTDIR/rank{r}.npz`` with its parameters and history, or
-``OUTDIR/rank{r}.err`` with the message of the error ``fit`` raised.
+Usage: ``python tests/mpi_worker.py SPECS.json OUTDIR``. Each spec of the list names the
+network, the data (made here from a seed, so every rank builds the same) and ``fit``'s
+settings; for spec ``i`` each rank ``r`` writes ``OUTDIR/i.rank{r}.npz`` with its
+parameters and history, or ``OUTDIR/i.rank{r}.err`` with the message of the error
+``fit`` raised. One launch runs many specs, as ``mpiexec`` takes seconds to start.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,28 +41,44 @@ def problem(spec: dict) -> tuple:
     return net, X, y, kwargs
 
 
+def fault(spec: dict, rank: int, epoch: int) -> None:
+    """The spec's fault after ``epoch``: every rank raising, or one rank killed or hung."""
+    if spec.get("crash_after") == epoch:
+        raise RuntimeError(f"interrupted after epoch {epoch}")
+    if spec.get("kill_after") == [rank, epoch]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if spec.get("hang_after") == [rank, epoch]:
+        time.sleep(600)
+
+
 def main() -> None:
-    spec = json.loads(Path(sys.argv[1]).read_text())
+    specs = json.loads(Path(sys.argv[1]).read_text())
     out = Path(sys.argv[2])
     from mpi4py import MPI
 
+    for i, spec in enumerate(specs):
+        run(spec, MPI.COMM_WORLD, out / f"{i}.rank{MPI.COMM_WORLD.rank}")
+
+
+def run(spec: dict, comm, out: Path) -> None:
+    """One ``fit`` of the spec; its result in ``out.npz`` or its error in ``out.err``."""
     from deltaflow import fit
 
-    comm = MPI.COMM_WORLD
     net, X, y, kwargs = problem(spec)
     if spec.get("data_shift_rank") == comm.rank:
         X = X + 1.0
+    kwargs["callbacks"] = [lambda rec: fault(spec, comm.rank, rec.epoch)]
+    fit_comm = comm
+    if spec.get("intercomm"):
+        half = comm.Split(comm.rank % 2, comm.rank)
+        fit_comm = half.Create_intercomm(0, comm, 1 - comm.rank % 2, tag=7)
     try:
-        history = fit(net, X, y, comm=comm, **kwargs)
+        history = fit(net, X, y, comm=fit_comm, **kwargs)
     except Exception as exc:  # noqa: BLE001 - the test reads the message
-        (out / f"rank{comm.rank}.err").write_text(f"{type(exc).__name__}: {exc}")
+        out.with_suffix(".err").write_text(f"{type(exc).__name__}: {exc}")
         return
     flat = np.concatenate([p.ravel() for p in net.weights + net.biases])
-    np.savez(
-        out / f"rank{comm.rank}.npz",
-        params=flat,
-        history=json.dumps(history.as_dict()),
-    )
+    np.savez(out.with_suffix(".npz"), params=flat, history=json.dumps(history.as_dict()))
 
 
 if __name__ == "__main__":
