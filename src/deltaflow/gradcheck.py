@@ -84,12 +84,7 @@ def gradcheck(net: Network, X: Any, Y: Any, *, eps: float = 1e-6) -> GradcheckRe
 
 def float64_copy(net: Network) -> Network:
     """A copy of ``net`` whose parameters (and computations) are float64."""
-    new = net.copy()
-    if new.dtype != np.float64:
-        new.dtype = np.dtype(np.float64)
-        new.weights = [w.astype(np.float64) for w in new.weights]
-        new.biases = [b.astype(np.float64) for b in new.biases]
-    return new
+    return net.copy(dtype=np.float64)
 
 
 def finite_differences(

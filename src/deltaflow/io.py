@@ -214,9 +214,10 @@ def load(path: str | os.PathLike[str]) -> Network:
         net = Network(sizes, acts, cost, dtype=dtype, seed=0)
     except ValueError as exc:  # ConfigError: unknown activation or cost name
         raise ModelFileError(f"{path}: {exc}") from None
-    for l in range(1, L + 1):
-        net.weights[l - 1] = np.array(tensors[f"theta.{l}"], dtype=net.dtype, order="C", copy=True)
-        net.biases[l - 1] = np.array(tensors[f"b.{l}"], dtype=net.dtype, order="C", copy=True)
+    net.set_params(
+        [tensors[f"theta.{l}"] for l in range(1, L + 1)],
+        [tensors[f"b.{l}"] for l in range(1, L + 1)],
+    )
     return net
 
 

@@ -1,18 +1,21 @@
 """The network: layer sizes, parameters ``Theta[l]`` and ``b[l]``, and initialisation.
 
-:class:`Network` is the object users hold. Its parameters are plain numpy arrays in two
-lists; the arithmetic lives in :mod:`deltaflow.backprop` and the training loop in
-:mod:`deltaflow.train`, so this module is mostly bookkeeping and input checks.
+:class:`Network` is the object users hold. Its parameters live in one flat array,
+``net.params``, laid out ``Theta[1], b[1], Theta[2], b[2], ...`` (see
+:mod:`deltaflow.engine.params`); ``net.weights`` and ``net.biases`` are lists of views
+into it. The arithmetic lives in :mod:`deltaflow.engine.backprop` and the training loop
+in :mod:`deltaflow.training`, so this module is mostly bookkeeping and input checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from deltaflow.engine import backprop
+from deltaflow.engine import params as flat
 from deltaflow.engine.activations import Activation, get_activation
 from deltaflow.engine.losses import Loss, get_loss
 from deltaflow.errors import ConfigError, DataError
@@ -76,11 +79,15 @@ class Network:
 
     Attributes
     ----------
+    params : ndarray of shape (n_params,)
+        Every parameter in one C-contiguous vector: ``Theta[1]`` (row-major), ``b[1]``,
+        ``Theta[2]``, ``b[2]``, ..., ``b[L]``. Writing into it changes the model.
     weights : list of ndarray
-        ``weights[l-1]`` is ``Theta^(l)``, of shape ``(S[l-1], S[l])``. These are the
-        arrays themselves: writing into them changes the model.
+        ``weights[l-1]`` is ``Theta^(l)``, of shape ``(S[l-1], S[l])``: a C-contiguous
+        view into ``params``, so writing into it (``net.weights[0][...] = x``) changes
+        the model. The list itself is read-only; :meth:`set_params` copies new values in.
     biases : list of ndarray
-        ``biases[l-1]`` is ``b^(l)``, of shape ``(S[l],)``.
+        ``biases[l-1]`` is ``b^(l)``, of shape ``(S[l],)``, a view into ``params``.
     activations : list of Activation
         ``activations[l-1]`` is ``g^(l)``.
     loss : Loss
@@ -103,17 +110,74 @@ class Network:
         self.loss: Loss = get_loss(cost)
         self.activations: list[Activation] = _resolve_activations(activation, self.L, self.loss)
         self.rng = as_generator(seed)
-        self.weights: list[np.ndarray] = []
-        self.biases: list[np.ndarray] = []
-        for l in range(1, self.L + 1):
+        self._adopt(np.zeros(flat.count(self.sizes), dtype=self.dtype))
+        for l in range(1, self.L + 1):  # the biases stay zero
             fan_in, fan_out = self.sizes[l - 1], self.sizes[l]
             if self.activations[l - 1].name in _HE:
                 theta = self.rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
             else:
                 r = np.sqrt(6.0 / (fan_in + fan_out))
                 theta = self.rng.uniform(-r, r, size=(fan_in, fan_out))
-            self.weights.append(theta.astype(self.dtype))
-            self.biases.append(np.zeros(fan_out, dtype=self.dtype))
+            self._weights[l - 1][...] = theta  # cast to the dtype as astype would
+
+    def _adopt(self, params: np.ndarray) -> None:
+        """Make ``params`` the flat buffer and cut the per-layer views from it."""
+        weights, biases = flat.split(params, self.sizes)
+        self._params = params
+        self._weights = _Views(weights, "weights")
+        self._biases = _Views(biases, "biases")
+
+    # ----------------------------------------------------------------- parameters
+    @property
+    def params(self) -> np.ndarray:
+        """All parameters in one vector, ``Theta[1], b[1], ..., Theta[L], b[L]``."""
+        return self._params
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """``Theta[l]`` at index ``l-1``, views into :attr:`params`."""
+        return self._weights
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """``b[l]`` at index ``l-1``, views into :attr:`params`."""
+        return self._biases
+
+    def set_params(self, weights: Iterable[Any], biases: Iterable[Any]) -> None:
+        """Copy ``Theta[1..L]`` and ``b[1..L]`` into the parameters (cast to the dtype).
+
+        Raises
+        ------
+        DataError
+            If the counts or shapes differ from the network's.
+        """
+        weights, biases = list(weights), list(biases)
+        if len(weights) != self.L or len(biases) != self.L:
+            raise DataError(
+                f"set_params takes {self.L} weight and {self.L} bias arrays, got "
+                f"{len(weights)} and {len(biases)}"
+            )
+        for l, (w, b) in enumerate(zip(weights, biases), start=1):
+            for name, new, old in (
+                (f"Theta[{l}]", w, self._weights[l - 1]),
+                (f"b[{l}]", b, self._biases[l - 1]),
+            ):
+                if np.shape(new) != old.shape:
+                    raise DataError(
+                        f"{name} has shape {np.shape(new)} but the network needs {old.shape}"
+                    )
+        for view, new in zip(self._weights + self._biases, weights + biases):
+            view[...] = new
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the views are cut again on unpickling, so they stay views of the new buffer
+        state = dict(self.__dict__)
+        del state["_weights"], state["_biases"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._adopt(self._params)
 
     # ----------------------------------------------------------------- description
     @property
@@ -129,7 +193,7 @@ class Network:
     @property
     def n_params(self) -> int:
         """Number of weights and biases."""
-        return sum(w.size + b.size for w, b in zip(self.weights, self.biases))
+        return int(self._params.size)
 
     @property
     def is_classifier(self) -> bool:
@@ -144,14 +208,17 @@ class Network:
             f"dtype={self.dtype.name!r})"
         )
 
-    def copy(self) -> Network:
-        """A deep copy of the parameters (the generator is copied too)."""
+    def copy(self, dtype: Any = None) -> Network:
+        """A deep copy of the parameters (the generator is copied too).
+
+        With ``dtype`` the copy's parameters, and so its computations, take that dtype.
+        """
         new = object.__new__(Network)
         new.__dict__.update(self.__dict__)
         new.sizes = list(self.sizes)
         new.activations = list(self.activations)
-        new.weights = [w.copy() for w in self.weights]
-        new.biases = [b.copy() for b in self.biases]
+        new.dtype = self.dtype if dtype is None else check_dtype(dtype)
+        new._adopt(self._params.astype(new.dtype))
         new.rng = np.random.Generator(type(self.rng.bit_generator)())
         new.rng.bit_generator.state = self.rng.bit_generator.state
         return new
@@ -364,3 +431,24 @@ def _resolve_activations(activation: Any, L: int, loss: Loss) -> list[Activation
             f"got {acts[-1].name}; make the last activation {loss.default_output!r}"
         )
     return acts
+
+
+class _Views(list):  # type: ignore[type-arg]
+    """The per-layer views: a list that refuses to have its arrays replaced.
+
+    Putting another array in the list would cut that layer loose from ``params``;
+    writing into the array it holds is the way to change it.
+    """
+
+    def __init__(self, views: list[np.ndarray], name: str) -> None:
+        super().__init__(views)
+        self._name = name
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            f"net.{self._name} holds views into net.params and cannot be rebound; write "
+            f"into an array (net.{self._name}[0][...] = new) or use net.set_params(...)"
+        )
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse  # type: ignore[assignment]
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse  # type: ignore[assignment]

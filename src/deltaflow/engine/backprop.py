@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from deltaflow.engine import params
 from deltaflow.engine.activations import Activation, accepts_scratch
 from deltaflow.engine.blas import blas_for, is_small
 from deltaflow.engine.losses import Loss
@@ -80,9 +81,13 @@ class Workspace:
     delta : list of ndarray or None
         ``delta[l]`` of shape ``(m, S[l])`` for ``l = 1..L``; ``delta[0]`` is None
         (the input has no ``z``).
+    grad : ndarray of shape (n_params,) or None
+        The whole gradient in one vector, laid out like ``net.params`` (``dTheta[1]``,
+        ``db[1]``, ``dTheta[2]``, ...; see :mod:`deltaflow.engine.params`); None when
+        ``gradients=False``.
     dtheta, db : list of ndarray
-        ``dC/dTheta[l]`` and ``dC/db[l]`` at index ``l-1``, like ``net.weights`` (empty
-        lists when ``gradients=False``).
+        ``dC/dTheta[l]`` and ``dC/db[l]`` at index ``l-1``, like ``net.weights``: views
+        into ``grad`` (empty lists when ``gradients=False``).
     scratch : list of ndarray or None
         ``scratch[l]`` of shape ``(m, S[l])`` for ``l = 1..L``, overwritten at will by
         the activations and the cost; all layers share one block of memory.
@@ -102,8 +107,12 @@ class Workspace:
         )
         self._scratch_block = np.zeros(m * max(sizes[1:]), dtype=dtype)
         self.ones = np.ones(m, dtype=dtype)
-        self.dtheta = [np.zeros_like(w) for w in net.weights] if gradients else []
-        self.db = [np.zeros_like(b) for b in net.biases] if gradients else []
+        self.grad: np.ndarray | None = None
+        self.dtheta: list[np.ndarray] = []
+        self.db: list[np.ndarray] = []
+        if gradients:
+            self.grad = np.zeros(params.count(sizes), dtype=dtype)
+            self.dtheta, self.db = params.split(self.grad, sizes)
         self.blas = blas_for(dtype, _largest_product(net, m), m)
         self._activations = list(net.activations)
         self._loss = net.loss
@@ -144,7 +153,7 @@ class Workspace:
             view.a = [a[:m] for a in self.a]
             view.delta = [None] + [d[:m] for d in self.delta[1:]]
             view.ones = self.ones[:m]
-            view.dtheta, view.db = self.dtheta, self.db
+            view.grad, view.dtheta, view.db = self.grad, self.dtheta, self.db
             view.blas = self.blas
             view._scratch_block = self._scratch_block
             view._activations, view._loss = self._activations, self._loss

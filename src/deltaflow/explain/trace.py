@@ -215,7 +215,7 @@ def trace_step(
     new_params = [p.copy() for p in net.weights + net.biases]
     SGD().step(new_params, [g.copy() for g in dtheta + db], float(learning_rate))
     after = net.copy()
-    after.weights, after.biases = new_params[:L], new_params[L:]
+    after.set_params(new_params[:L], new_params[L:])
     cost_after = float(
         after.loss.value(backprop.forward(after, backprop.Workspace(after, 1), X), Y)
     )

@@ -149,9 +149,7 @@ class Checkpoint:
     def network(self) -> Network:
         """A :class:`Network` holding this checkpoint's parameters (copies)."""
         net = Network(self.sizes, self.activations, self.cost, dtype=self.dtype, seed=0)
-        for l in range(net.L):
-            net.weights[l] = self.weights[l].copy()
-            net.biases[l] = self.biases[l].copy()
+        net.set_params(self.weights, self.biases)
         return net
 
 
