@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deltaflow.engine import backprop
+from deltaflow.engine import backprop, params
 from deltaflow.network import Network
 from deltaflow.parallel import Communicator, rank_rows
 
@@ -48,9 +48,14 @@ class DataParallelStep:
 
     Attributes
     ----------
+    ws : Workspace
+        The rank's workspace, for ``ceil(B / ranks)`` rows; its ``grad`` (and the
+        ``dtheta``, ``db`` views) lie in ``flat``.
+    flat : ndarray
+        ``ws.grad`` followed by the step's figures: what one all-reduce sums.
     grads : list of ndarray
-        ``dC/dTheta[1..L]`` then ``dC/db[1..L]``, views into one flat buffer, in the
-        order of ``net.weights + net.biases``.
+        ``dC/dTheta[1..L]`` then ``dC/db[1..L]``, in the order of
+        ``net.weights + net.biases``.
     """
 
     def __init__(
@@ -69,23 +74,19 @@ class DataParallelStep:
         self.X, self.Y, self.W, self.labels = X, Y, W, labels
         self.weight_decay = weight_decay
         rows = -(-batch_size // comm.size)
-        self.ws = backprop.Workspace(net, rows)
+        self.ws = backprop.Workspace(net, rows, gradients=False)
         self.Ybuf = np.empty((rows, Y.shape[1]), dtype=net.dtype)
         self.Wbuf = None if W is None else np.empty(rows, dtype=W.dtype)
         self.pred = np.empty(rows, dtype=np.intp)
         self.norms = track_delta_norms
-        params = net.weights + net.biases
         n_stats = _NORMS + (net.L if track_delta_norms else 0)
-        # one flat buffer: the gradients of the workspace become views into it
-        self.flat = np.zeros(sum(p.size for p in params) + n_stats, dtype=net.dtype)
-        self.grads, start = [], 0
-        for p in params:
-            self.grads.append(self.flat[start : start + p.size].reshape(p.shape))
-            start += p.size
-        L = net.L
-        self.ws.dtheta[:], self.ws.db[:] = self.grads[:L], self.grads[L:]
-        self.gradients = self.flat[:start]
-        self.stats = self.flat[start:]
+        # the workspace's gradient and the step's figures in one buffer, one all-reduce
+        n_params = params.count(net.sizes)
+        self.flat = np.zeros(n_params + n_stats, dtype=net.dtype)
+        self.gradients, self.stats = self.flat[:n_params], self.flat[n_params:]
+        self.ws.grad = self.gradients
+        self.ws.dtheta, self.ws.db = params.split(self.gradients, net.sizes)
+        self.grads = self.ws.dtheta + self.ws.db
 
     def step(self, idx: np.ndarray) -> tuple[float, float, int, list[float] | None]:
         """The summed gradient of the batch of rows ``idx`` (in the workspace's ``dtheta``
