@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -20,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaflow import ConfigError, fit
+from deltaflow import ConfigError, fit, load
+from deltaflow.cli import main
 from deltaflow.parallel import as_communicator, launched_size, rank_rows, world
+from deltaflow.training import checkpoint
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -232,8 +235,8 @@ def test_three_ranks_when_the_last_batch_leaves_one_without_rows(mpiexec, tmp_pa
     assert_matches_one_process(results, short)
     for r in small:
         assert r["error"] == (
-            "ConfigError: a batch of 2 rows cannot be shared by 3 ranks; use "
-            "batch_size >= 3 (and as many training rows) or fewer ranks"
+            "ConfigError: batch_size=2 is smaller than the 3 ranks, and every rank needs "
+            "rows of each batch; use batch_size >= 3 (and as many training rows) or fewer ranks"
         )
 
 
@@ -288,3 +291,129 @@ def test_a_rank_that_hangs_is_given_up_after_the_timeout(mpiexec, tmp_path):
     assert seconds < 30
     assert proc.returncode != 0
     assert "deltaflow: rank 0 waited 2 s in a vote for ranks that did not answer" in proc.stderr
+
+
+# ------------------------------------------------------------------------ the CLI
+CLI_ARGS = ["train", "--dtype", "float64", "--batch-size", "32", "--optimizer", "adam"]
+CLI_ARGS += ["--layers", "64,16,10", "--activation", "tanh,softmax", "--cost", "cross_entropy"]
+CLI_ARGS += ["--quiet", "--checkpoint-every", "1"]
+
+
+def run_cli(mpiexec: str, n: int, args: list[str], **kw) -> subprocess.CompletedProcess[str]:
+    return run_ranks(mpiexec, n, ["-m", "deltaflow", *args], **kw)
+
+
+def flat_params(path: Path) -> np.ndarray:
+    net = load(path)
+    return np.concatenate([p.ravel() for p in net.weights + net.biases])
+
+
+def drop_newest_checkpoint(directory: Path) -> None:
+    """Leave the directory as a run stopped before its last checkpoint would."""
+    newest = sorted(directory.glob("checkpoint-*"))[-1]
+    newest.unlink()
+
+
+def test_cli_trains_data_parallel_and_resumes(mpiexec, tmp_path):
+    first = tmp_path / "first"
+    proc = run_cli(
+        mpiexec,
+        2,
+        [
+            *CLI_ARGS,
+            "--epochs",
+            "4",
+            "--checkpoint-dir",
+            str(first),
+            "--save",
+            str(tmp_path / "a.st"),
+        ],
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("saved model to") == 1  # rank 0 alone prints and saves
+    assert "data-parallel over 2 MPI ranks" not in proc.stderr  # --quiet
+    two = flat_params(tmp_path / "a.st")
+    # one process, the same run
+    assert main([*CLI_ARGS, "--epochs", "4", "--save", str(tmp_path / "one.st")]) == 0
+    one = flat_params(tmp_path / "one.st")
+    assert np.abs(two - one).max() <= 1e-12 * np.abs(one).max()
+
+    # resumed from epoch 3 under the same number of ranks: bit-identical
+    for name in ("same", "single"):
+        shutil.copytree(first, tmp_path / name)
+        drop_newest_checkpoint(tmp_path / name)
+    save = ["--save", str(tmp_path / "same.st")]
+    proc = run_cli(mpiexec, 2, ["train", "--resume", str(tmp_path / "same"), *save])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_array_equal(flat_params(tmp_path / "same.st"), two)
+    # and in one process: the same to 1e-12
+    assert (
+        main(["train", "--resume", str(tmp_path / "single"), "--save", str(tmp_path / "s.st")]) == 0
+    )
+    single = flat_params(tmp_path / "s.st")
+    assert np.abs(single - two).max() <= 1e-12 * np.abs(two).max()
+
+
+def test_cli_bad_input_under_mpiexec_is_one_line_from_rank_0(mpiexec):
+    proc = run_cli(mpiexec, 2, [*CLI_ARGS, "--epochs", "1", "--batch-size", "1"])
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("deltaflow:")]
+    assert lines == [
+        "deltaflow: error: batch_size=1 is smaller than the 2 ranks, and every rank needs rows "
+        "of each batch; use batch_size >= 2 (and as many training rows) or fewer ranks"
+    ]
+
+
+def _rank_pid(launcher_pid: int, rank: int) -> int | None:
+    """The process id of rank ``rank`` among the launcher's descendants, if started."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"OMPI_COMM_WORLD_RANK={rank}".encode() not in environ:
+            continue
+        pid = int(proc.name)
+        while pid > 1:  # its ancestors: is it ours?
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                break
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+            if pid == launcher_pid:
+                return int(proc.name)
+    return None
+
+
+def test_cli_a_killed_rank_stops_the_run_and_the_checkpoint_resumes(mpiexec, tmp_path):
+    if not _is_open_mpi(mpiexec):
+        pytest.skip("finding a rank's process id reads Open MPI's environment variables")
+    ckdir = tmp_path / "ck"
+    args = [*CLI_ARGS, "--epochs", "300", "--checkpoint-dir", str(ckdir)]
+    cmd = [mpiexec, "-n", "2", "--oversubscribe", sys.executable, "-m", "deltaflow", *args]
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMPI_ALLOW_RUN_AS_ROOT="1")
+    env.update(OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(ckdir.glob("checkpoint-000002*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint came"
+            time.sleep(0.05)
+        victim = _rank_pid(proc.pid, 1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        assert time.monotonic() - t0 < 30
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "rank 1" in stderr
+    ckpt = checkpoint.load_latest(ckdir)
+    assert ckpt is not None and 2 <= ckpt.epoch < 300
+    # the newest checkpoint resumes (here in one process, a few epochs before the end)
+    assert main(["train", "--resume", str(ckdir), "--save", str(tmp_path / "m.st")]) == 0
+    assert load(tmp_path / "m.st").sizes == [64, 16, 10]

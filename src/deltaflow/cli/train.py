@@ -29,6 +29,7 @@ from deltaflow.engine.activations import ACTIVATIONS
 from deltaflow.engine.losses import LOSSES
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network
+from deltaflow.parallel import Communicator, world
 from deltaflow.training import checkpoint
 from deltaflow.training.loop import EpochRecord, evaluate
 from deltaflow.training.optimizers import OPTIMIZERS, SCHEDULES
@@ -177,18 +178,21 @@ def activation_arg(text: str) -> str | list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = stderr_console(args.quiet)
+    # under mpiexec: train data-parallel, rank 0 alone printing and writing files
+    comm = world()
+    console = stderr_console(args.quiet or (comm is not None and not comm.is_root))
     with warnings.catch_warnings():
         # a skipped damaged checkpoint is news for the user, not a traceback
         warnings.simplefilter("always", checkpoint.CheckpointWarning)
         warnings.showwarning = lambda message, *_, **__: console.print(
             f"[yellow]warning:[/] {escape(str(message))}"
         )
-        return _run(args, console)
+        return _run(args, console, comm)
 
 
-def _run(args: argparse.Namespace, console: Console) -> int:
-    out = Console(highlight=False)
+def _run(args: argparse.Namespace, console: Console, comm: Communicator | None) -> int:
+    root = comm is None or comm.is_root
+    out = Console(highlight=False, quiet=not root)
     ckpt = _resume_args(args) if args.resume else None
     save_path = check_output(args.save, args.force, "model file") if args.save else None
     _pictures.check(args)
@@ -200,8 +204,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 f"{existing[0][1].name}); pass --resume {args.checkpoint_dir} to continue that "
                 "run, or --force to delete them and start over"
             )
-        if existing:
+        if existing and root:
             checkpoint.clear_checkpoints(args.checkpoint_dir)
+        if existing and comm is not None:
+            comm.barrier()  # no rank starts before they are gone
     if not 0.0 < args.test_fraction < 1.0:
         raise ConfigError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
 
@@ -243,6 +249,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     )
     if ckpt is not None:
         console.print(f"resuming from {escape(str(ckpt.path))} after epoch {ckpt.epoch}")
+    if comm is not None:
+        console.print(f"data-parallel over {comm.size} MPI ranks")
     t0 = time.perf_counter()
     extra = {"input_divisor": divisor, "data": data.name}
     try:
@@ -252,15 +260,17 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             _EpochBar(console, args.epochs, ckpt.epoch if ckpt else 0) as bar,
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
         ):
-            history = _fit(net, X, y, lr, args, bar)
+            history = _fit(net, X, y, lr, args, bar, comm)
     except DivergenceError as exc:
-        if save_path is None:
+        if save_path is None or not root:
             raise
         io.save(net, save_path, extra=extra)  # fit restored the epoch's finite start
         raise DivergenceError(
             f"{exc}; saved the last finite weights (from the start of that epoch) to {save_path}"
         ) from None
     seconds = time.perf_counter() - t0
+    if not root:
+        return 0  # every rank holds the same weights; rank 0 reports and saves them
     test_cost, test_acc = evaluate(net, X_test, y_test)
     stopped = " (stopped early)" if history.stopped_early else ""
     acc = f"test accuracy {test_acc:.2%}, " if test_acc is not None else ""
@@ -275,7 +285,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _fit(net: Network, X: Any, y: Any, lr: float, args: argparse.Namespace, bar: Any) -> Any:
+def _fit(
+    net: Network,
+    X: Any,
+    y: Any,
+    lr: float,
+    args: argparse.Namespace,
+    bar: Any,
+    comm: Communicator | None,
+) -> Any:
     stored = {key: getattr(args, key) for key in _STORED}
     for key in ("data_dir", "save"):  # a resumed run may start elsewhere
         if stored[key] is not None:
@@ -305,6 +323,7 @@ def _fit(net: Network, X: Any, y: Any, lr: float, args: argparse.Namespace, bar:
         resume=bool(args.resume),
         checkpoint_extra={"cli": stored},
         track_delta_norms=_pictures.wants_delta_norms(args),
+        comm=comm,
     )
 
 

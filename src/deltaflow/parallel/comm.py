@@ -33,6 +33,7 @@ __all__ = [
     "Communicator",
     "as_communicator",
     "fingerprint",
+    "launched_rank",
     "launched_size",
     "rank_rows",
     "world",
@@ -61,6 +62,16 @@ def launched_size(environ: Mapping[str, str] | None = None) -> int | None:
             return int(value)
     if any(name in env for name in _RANK_VARIABLES):
         return 0  # launched, size unknown: mpi4py will tell
+    return None
+
+
+def launched_rank(environ: Mapping[str, str] | None = None) -> int | None:
+    """This process's rank as ``mpiexec`` set it, or None when not run under it."""
+    env = os.environ if environ is None else environ
+    for name in _RANK_VARIABLES:
+        value = env.get(name, "")
+        if value.isdigit():
+            return int(value)
     return None
 
 

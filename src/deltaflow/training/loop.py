@@ -378,8 +378,9 @@ def fit(
     if comm is not None:
         if bs < comm.size:
             raise ConfigError(
-                f"a batch of {bs} rows cannot be shared by {comm.size} ranks; use "
-                f"batch_size >= {comm.size} (and as many training rows) or fewer ranks"
+                f"batch_size={bs} is smaller than the {comm.size} ranks, and every rank "
+                f"needs rows of each batch; use batch_size >= {comm.size} (and as many "
+                "training rows) or fewer ranks"
             )
         # every rank makes the same update from the summed gradient, after the all-reduce
         fused = False
