@@ -60,13 +60,14 @@ def worker(args: argparse.Namespace) -> None:
     class TimedComm(Communicator):
         """Adds up the time spent in the all-reduce of each step."""
 
-        seconds = 0.0
+        seconds = cpu_seconds = 0.0
         calls = 0
 
         def allreduce_sum(self, buffer: np.ndarray) -> np.ndarray:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             super().allreduce_sum(buffer)
             self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0  # MPI spins while it waits
             self.calls += 1
             return buffer
 
@@ -80,23 +81,40 @@ def worker(args: argparse.Namespace) -> None:
             np.save(args.check, np.concatenate([p.ravel() for p in net.weights + net.biases]))
         return
     X, y = data(args.rows, "float32")
+    if comm is not None:
+        # the all-reduce alone, every rank ready: a step's gradient and its few figures
+        buffer = np.ones(make_net("float32").params.size + 2, dtype=np.float32)
+        comm.barrier()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            comm.allreduce_sum(buffer)
+        alone = (time.perf_counter() - t0) / 20
+        if comm.is_root:
+            print(json.dumps({"allreduce_alone_s": alone, "values": buffer.size}), flush=True)
     for batch in args.batches:
         net = make_net("float32")
         settings = dict(batch_size=batch, learning_rate=0.01, seed=0, comm=comm)
         fit(net, X, y, epochs=1, **settings)  # warm up: pages, BLAS buffers
         if comm is not None:
             comm.barrier()
-            comm.seconds, comm.calls = 0.0, 0
-        t0 = time.perf_counter()
+            comm.seconds = comm.cpu_seconds = 0.0
+            comm.calls = 0
+        t0, c0 = time.perf_counter(), time.process_time()
         fit(net, X, y, epochs=args.epochs, **settings)
+        cpu = time.process_time() - c0
         if comm is not None:
+            cpu -= comm.cpu_seconds
             comm.barrier()
         seconds = time.perf_counter() - t0
         steps = args.epochs * -(-args.rows // batch)
+        # the CPU time of a step's own work (the all-reduce's left out), the slowest rank's
+        cpu_step = cpu / steps
+        if comm is not None:
+            cpu_step = comm.comm.allreduce(cpu_step, op=comm._MPI.MAX)
         if comm is None or comm.is_root:
             reduce_s = comm.seconds / comm.calls if comm is not None and comm.calls else 0.0
             line = {"batch": batch, "samples_s": args.rows * args.epochs / seconds}
-            line.update(step_s=seconds / steps, allreduce_s=reduce_s)
+            line.update(step_s=seconds / steps, allreduce_s=reduce_s, cpu_step_s=cpu_step)
             print(json.dumps(line), flush=True)
 
 
@@ -125,7 +143,15 @@ def launch(way: str, args: argparse.Namespace, extra: list[str]) -> list[dict]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
         sys.exit(f"distributed.py: {way} failed:\n{proc.stderr[-2000:]}")
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    for line in lines:
+        if "allreduce_alone_s" in line:
+            ALONE.setdefault(way, []).append(line["allreduce_alone_s"])
+    return [line for line in lines if "batch" in line]
+
+
+# per way: the all-reduce of one step's buffer timed alone, each turn
+ALONE: dict[str, list[float]] = {}
 
 
 def main() -> None:
@@ -175,6 +201,20 @@ def main() -> None:
         ratios = [two / best[(w, batch)]["samples_s"] for w in ("1p 1t", "1p 2t")]
         print(f"{batch:>6} " + " ".join(cells) + "".join(f" {r:>10.2f}" for r in ratios))
 
+    # CPU time leaves out the time other processes held the cores: what the table would
+    # show on cores of one's own, estimated from the parts measured
+    print("\nCPU seconds of a step's own work (slowest rank), and what 2 ranks would reach")
+    print("on two idle cores: 1p1t step / (2-rank step + the all-reduce alone)")
+    alone = min(ALONE.get("2 ranks", [0.0]))
+    print(f"{'batch':>6} {'1p 1t':>10} {'2 ranks':>10} {'estimate':>9}")
+    for batch in args.batches:
+        one, two = (best[(w, batch)]["cpu_step_s"] for w in ("1p 1t", "2 ranks"))
+        print(f"{batch:>6} {one * 1e3:>8.1f}ms {two * 1e3:>8.1f}ms {one / (two + alone):>8.2f}x")
+    for way, times in ALONE.items():
+        print(
+            f"{way}: the all-reduce alone (every rank ready) took {min(times) * 1e3:.2f} ms "
+            f"(best of {len(times)} turns, 20 calls each)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         check = argparse.Namespace(**{**vars(args), "rows": 1024, "batches": [64]})
         ref = Path(tmp) / "one.npy"

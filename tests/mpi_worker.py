@@ -65,6 +65,8 @@ def run(spec: dict, comm, out: Path) -> None:
     from deltaflow import fit
 
     net, X, y, kwargs = problem(spec)
+    if spec.get("mmap"):  # the same rows, read from a memory-mapped .npy file
+        X = np.load(spec["mmap"], mmap_mode="r")
     if spec.get("data_shift_rank") == comm.rank:
         X = X + 1.0
     kwargs["callbacks"] = [lambda rec: fault(spec, comm.rank, rec.epoch)]

@@ -184,6 +184,7 @@ SHM_SPECS = {
     "early": spec_of(
         epochs=40, learning_rate=2.0, validation_split=0.3, early_stopping=True, patience=2
     ),
+    "mmap": spec_of(optimizer="nesterov", learning_rate=0.05),
     "other_data": dict(spec_of(), data_shift_rank=1),
     "intercomm": dict(spec_of(), intercomm=True),
 }
@@ -193,11 +194,14 @@ SHM_SPECS = {
 def two_ranks(mpiexec, tmp_path_factory) -> dict[str, list[dict]]:
     """The results of SHM_SPECS, from one launch of two ranks over shared memory."""
     out = tmp_path_factory.mktemp("two_ranks")
+    _, X, _, _ = mpi_worker.problem(SHM_SPECS["mmap"])
+    np.save(out / "X.npy", X)
+    SHM_SPECS["mmap"]["mmap"] = str(out / "X.npy")
     results = run_worker(mpiexec, 2, list(SHM_SPECS.values()), out)
     return dict(zip(SHM_SPECS, results))
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "early"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "early", "mmap"])
 def test_two_ranks_give_the_weights_of_one_process(two_ranks, name):
     assert_matches_one_process(two_ranks[name], SHM_SPECS[name])
 

@@ -149,18 +149,18 @@ class DataParallelStep:
                 self.stats[_NORMS + l] = float(np.abs(d).sum()) / d.shape[1]
 
     def evaluate(
-        self, X: np.ndarray, Y: np.ndarray, labels: np.ndarray | None, chunk: int
+        self, X: np.ndarray, Y: np.ndarray, labels: np.ndarray | None, ws: backprop.Workspace
     ) -> tuple[float, float | None]:
-        """Cost and accuracy over all of ``X``, each rank taking a block of its rows."""
-        from deltaflow.training.loop import _evaluate
+        """Cost and accuracy over all of ``X``, each rank taking a block of its rows
+        (through ``ws``, in chunks of ``ws.m`` rows)."""
+        from deltaflow.training.loop import _evaluate  # the loop imports this module
 
         m = X.shape[0]
         lo, hi = rank_rows(m, self.comm.rank, self.comm.size)
         sums = np.zeros(2)
         if hi > lo:
-            cost, acc = _evaluate(
-                self.net, X[lo:hi], Y[lo:hi], None if labels is None else labels[lo:hi], chunk
-            )
+            mine = None if labels is None else labels[lo:hi]
+            cost, acc = _evaluate(self.net, X[lo:hi], Y[lo:hi], mine, ws.m, ws)
             sums[:] = cost * (hi - lo), (acc or 0.0) * (hi - lo)
         self.comm.allreduce_sum(sums)
         return float(sums[0]) / m, (round(float(sums[1])) / m if labels is not None else None)

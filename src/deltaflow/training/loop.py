@@ -352,9 +352,9 @@ def fit(
         W = None if W is None else W[order[m_val:]]
     else:
         Xv = Yv = None  # type: ignore[assignment]
+    arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
     data_print = ""
-    if checkpoint_dir is not None or comm is not None:
-        arrays = [a for a in (X, Yenc, Xv, Yv, W) if a is not None]
+    if checkpoint_dir is not None:
         data_print = checkpoint.data_fingerprint(*arrays)
         if ckpt is not None:
             checkpoint.check_data(ckpt, data_print)
@@ -408,7 +408,9 @@ def fit(
         first_epoch = epochs if ckpt.state["finished"] else ckpt.epoch
     if comm is not None:
         comm.check_same(
-            "training data", data_print, "give every rank the same X, Y and sample weights"
+            "training data",
+            fingerprint(*arrays, sample_bytes=1 << 20),
+            "give every rank the same X, Y and sample weights",
         )
         comm.check_same(
             "settings or starting parameters",
@@ -498,7 +500,7 @@ def fit(
             )
         val_cost = val_acc = None
         if dp is not None and Xv is not None and Yv is not None and ws_val is not None:
-            val_cost, val_acc = dp.evaluate(Xv, Yv, labels_v, ws_val.m)
+            val_cost, val_acc = dp.evaluate(Xv, Yv, labels_v, ws_val)
         elif Xv is not None and Yv is not None and ws_val is not None:
             val_cost, val_acc = _evaluate(net, Xv, Yv, labels_v, ws_val.m, ws_val)
         rec = EpochRecord(
