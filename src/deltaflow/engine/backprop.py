@@ -231,6 +231,7 @@ def backward(
     *,
     weight_decay: float = 0.0,
     sgd_rate: float | None = None,
+    mean_of: float | None = None,
 ) -> None:
     """Backward dynamic programme: fill ``ws.dtheta`` and ``ws.db`` after :func:`forward`.
 
@@ -262,14 +263,18 @@ def backward(
         ``b[l] := b[l] - alpha dC/db[l]``, in one product each (the gradient is never
         stored and ``ws.dtheta``, ``ws.db`` are left alone). ``delta[l-1]`` is formed
         from ``Theta[l]`` before its update, so the result is the SGD step.
+    mean_of : float, optional
+        The denominator of the mean: ``m`` (or ``sum_i w_i`` with ``weights``) when
+        omitted. Data-parallel training passes the whole batch's, so that the gradients
+        of its slices, one per process, add up to the batch's gradient.
     """
     a, delta, blas = ws.a, ws.delta, ws.blas
     L, m = len(net.weights), ws.m
     if weights is None:
-        ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0 / m)
+        ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0 / (mean_of or m))
     else:
         ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0)
-        total = weights.sum()
+        total = weights.sum() if mean_of is None else mean_of
         delta[L] *= (weights / total if total > 0 else weights)[:, None]
     for l in range(L, 0, -1):
         theta, b = net.weights[l - 1], net.biases[l - 1]

@@ -29,8 +29,16 @@ from deltaflow.engine import backprop
 from deltaflow.engine.blas import cap_threads
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.network import Network, as_generator
+from deltaflow.parallel import Communicator, as_communicator
 from deltaflow.training import checkpoint
 from deltaflow.training.batches import ArraySource, BatchSource
+from deltaflow.training.data_parallel import (
+    DataParallelStep,
+    RankSource,
+    RankValidation,
+    SameStart,
+    StopVote,
+)
 from deltaflow.training.hooks import (
     Callbacks,
     Checkpoints,
@@ -102,6 +110,7 @@ def fit(
     resume: bool = False,
     checkpoint_extra: dict[str, Any] | None = None,
     track_delta_norms: bool = False,
+    comm: Any = None,
 ) -> History:
     """Train ``net`` in place by mini-batch gradient descent.
 
@@ -169,6 +178,14 @@ def fit(
     track_delta_norms : bool
         Record in ``History.delta_norms`` the mean ``|delta^(l)|`` of every layer, per
         epoch (one extra pass over each ``delta`` per batch; nothing when False).
+    comm : mpi4py intracommunicator, optional
+        Train data-parallel over its ranks (``MPI.COMM_WORLD`` under ``mpiexec``):
+        every rank calls ``fit`` with the same network, data and settings, draws the
+        same order, takes its share of the rows of every batch, and one all-reduce a
+        step sums the gradients, so every rank makes the same update and ends with the
+        same parameters (those of one process, up to the order of additions). Rank 0
+        alone writes checkpoints; ``checkpoint_dir`` must be a directory every rank
+        can read to resume. Each rank's BLAS keeps to one thread.
 
     Returns
     -------
@@ -198,6 +215,7 @@ def fit(
     opt = get_optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps)
     rng = net.rng if seed is None else as_generator(seed)
     every = _positive_int(checkpoint_every, "checkpoint_every")
+    comm = as_communicator(comm)
     config = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -228,14 +246,23 @@ def fit(
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
-    source = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
+    bs = min(batch_size, data.X.shape[0])
+    if comm is None:
+        source: ArraySource | RankSource = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
+        step: Step | DataParallelStep = make_step(net, opt, weight_decay)
+    else:
+        source, step = _data_parallel(
+            comm, net, data, opt, weight_decay, bs, shuffle, track_delta_norms
+        )
     if source.total_weight <= 0:
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
-    bs = min(batch_size, source.m)
-    hooks = _epoch_hooks(net, data, bs, track_delta_norms, early_stopping, patience, min_delta)
+    dp = step if isinstance(step, DataParallelStep) else None
+    hooks = _epoch_hooks(net, data, bs, track_delta_norms, early_stopping, patience, min_delta, dp)
     hooks.append(Callbacks(callbacks))
+    if dp is not None:
+        hooks.append(StopVote(dp.comm))  # a callback on one rank stops them all
     if checkpoint_dir is not None:
         hooks.append(
             Checkpoints(
@@ -249,10 +276,14 @@ def fit(
                 config=config,
                 fingerprint=fingerprint,
                 extra=checkpoint_extra,
+                writes=comm is None or comm.is_root,
             )
         )
-    step = make_step(net, opt, weight_decay)
-    return run(net, source, step, epochs, bs, rate, rng, hooks, labels=data.labels)
+    if not isinstance(step, DataParallelStep):
+        return run(net, source, step, epochs, bs, rate, rng, hooks, labels=data.labels)
+    assert comm is not None and isinstance(source, RankSource)
+    hooks.append(SameStart(comm, source, data.arrays(), config))
+    return run(net, source, step, epochs, bs, rate, rng, hooks, workspace=step.ws, threads=1)
 
 
 def run(
@@ -266,6 +297,8 @@ def run(
     hooks: Sequence[Hook] = (),
     *,
     labels: np.ndarray | None = None,
+    workspace: backprop.Workspace | None = None,
+    threads: int | None = None,
 ) -> History:
     """Train ``net`` for ``epochs`` epochs of ``source``'s batches through ``step``.
 
@@ -282,17 +315,24 @@ def run(
         The learning rate of each epoch ``0..epochs-1``.
     labels : ndarray of shape (source.m,), optional
         Class index of each of the source's rows, for the epoch's accuracy.
+    workspace : Workspace, optional
+        The step's own workspace (a data-parallel step's gradient lies in the buffer
+        its all-reduce sums); by default one for ``batch_size`` rows.
+    threads : int, optional
+        BLAS threads meanwhile; by default what suits ``batch_size`` rows.
     """
-    ws = backprop.Workspace(net, batch_size, gradients=step.needs_gradients)
+    ws = workspace
+    if ws is None:
+        ws = backprop.Workspace(net, batch_size, gradients=step.needs_gradients)
+    if threads is None:
+        threads = backprop.blas_threads(net, batch_size)
     source.bind(ws)
     guard = DivergenceGuard(net)
     hooks = [guard, *hooks]
     state = TrainingState(net, epochs)
     for hook in hooks:
         hook.on_train_begin(state)
-    epoch = _Epoch(
-        state, source, step, guard, hooks, labels, backprop.blas_threads(net, batch_size)
-    )
+    epoch = _Epoch(state, source, step, guard, hooks, labels, threads)
     for number in range(state.first_epoch, epochs):
         epoch.run(number, float(rate(number)), rng)
         if state.stop:
@@ -333,16 +373,16 @@ class _Epoch:
             hook.on_epoch_begin(state)
         self.step.start_epoch(learning_rate)
         total = self.batches(rng)
-        accuracy = None
+        state.accuracy = None
         if self.pred is not None and self.labels is not None:
             hits = int(np.count_nonzero(self.pred == self.labels[self.source.order]))
-            accuracy = hits / self.source.m
+            state.accuracy = hits / self.source.m
         for hook in self.hooks:
             hook.on_batches_end(state)
         state.record = EpochRecord(
             epoch=epoch + 1,
             cost=total / self.source.total_weight,
-            accuracy=accuracy,
+            accuracy=state.accuracy,
             val_cost=state.val_cost,
             val_accuracy=state.val_accuracy,
             learning_rate=learning_rate,
@@ -366,7 +406,7 @@ class _Epoch:
                 c = step.forward(batch)
                 if not math.isfinite(c):
                     guard.check_cost(state, c, number)
-                total += c * (batch.n if batch.W is None else float(batch.W.sum()))
+                total += c * batch.weight()
                 if pred is not None:  # the classes, for the epoch's accuracy
                     predict_into(batch.ws.a[L], pred[batch.start : batch.start + batch.n])
                 step.update(batch)
@@ -460,16 +500,53 @@ def _epoch_hooks(
     early_stopping: bool,
     patience: int,
     min_delta: float,
+    dp: DataParallelStep | None = None,
 ) -> list[Hook]:
-    """Validation (its chunks at least 1024 rows), delta norms and the best epoch."""
-    hooks: list[Hook] = []
-    if data.Xv is not None and data.Yv is not None:
-        hooks.append(Validation(net, data.Xv, data.Yv, data.labels_v, max(batch_size, 1024)))
+    """Validation (its chunks at least 1024 rows), delta norms and the best epoch; in a
+    data-parallel run ``dp`` first (the epoch's accuracy), validation split between the
+    ranks and the delta norms as ``dp`` sums them."""
+    hooks: list[Hook] = [] if dp is None else [dp]
+    rows = max(batch_size, 1024)
+    if data.Xv is not None and data.Yv is not None and dp is None:
+        hooks.append(Validation(net, data.Xv, data.Yv, data.labels_v, rows))
+    elif data.Xv is not None and data.Yv is not None and dp is not None:
+        hooks.append(RankValidation(dp.comm, net, data.Xv, data.Yv, data.labels_v, rows))
     if track_delta_norms:
-        hooks.append(DeltaNorms())
+        hooks.append(DeltaNorms(None if dp is None else dp.batch_norms))
     if data.Xv is not None:
         hooks.append(EarlyStopping(patience, min_delta, stop=early_stopping))
     return hooks
+
+
+def _data_parallel(
+    comm: Communicator,
+    net: Network,
+    data: _Data,
+    optimizer: Optimizer,
+    weight_decay: float,
+    batch_size: int,
+    shuffle: bool,
+    track_delta_norms: bool,
+) -> tuple[RankSource, DataParallelStep]:
+    """The source and step of a data-parallel run: each rank's block of every batch."""
+    if batch_size < comm.size:
+        raise ConfigError(
+            f"batch_size={batch_size} is smaller than the {comm.size} ranks, and every rank "
+            f"needs rows of each batch; use batch_size >= {comm.size} (and as many "
+            "training rows) or fewer ranks"
+        )
+    source = RankSource(comm, data.X, data.Y, data.W, data.labels, batch_size, shuffle=shuffle)
+    rows = -(-batch_size // comm.size)
+    step = DataParallelStep(
+        comm,
+        net,
+        optimizer,
+        weight_decay,
+        rows,
+        labels=data.labels is not None,
+        track_delta_norms=track_delta_norms,
+    )
+    return source, step
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:
