@@ -27,7 +27,7 @@ import numpy as np
 from deltaflow.engine import backprop, params
 from deltaflow.network import Network
 from deltaflow.parallel import Communicator, fingerprint, rank_rows
-from deltaflow.training.batches import Batch
+from deltaflow.training.batches import Batch, BatchSource
 from deltaflow.training.hooks import (
     Hook,
     TrainingState,
@@ -308,7 +308,7 @@ class SameStart(Hook):
     same data, settings, starting parameters and order, else all stop with a message."""
 
     def __init__(
-        self, comm: Communicator, source: RankSource, arrays: list[np.ndarray], settings: Any
+        self, comm: Communicator, source: BatchSource, arrays: list[np.ndarray], settings: Any
     ) -> None:
         self.comm, self.source, self.arrays, self.settings = comm, source, arrays, settings
 

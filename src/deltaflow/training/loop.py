@@ -247,18 +247,19 @@ def fit(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
     bs = min(batch_size, data.X.shape[0])
+    dp = None  # the data-parallel step, only when there is a communicator
     if comm is None:
-        source: ArraySource | RankSource = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
-        step: Step | DataParallelStep = make_step(net, opt, weight_decay)
+        source: BatchSource = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
+        step: Step = make_step(net, opt, weight_decay)
     else:
-        source, step = _data_parallel(
+        source, dp = _data_parallel(
             comm, net, data, opt, weight_decay, bs, shuffle, track_delta_norms
         )
+        step = dp
     if source.total_weight <= 0:
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
-    dp = step if isinstance(step, DataParallelStep) else None
     hooks = _epoch_hooks(net, data, bs, track_delta_norms, early_stopping, patience, min_delta, dp)
     hooks.append(Callbacks(callbacks))
     if dp is not None:
@@ -276,14 +277,14 @@ def fit(
                 config=config,
                 fingerprint=fingerprint,
                 extra=checkpoint_extra,
-                writes=comm is None or comm.is_root,
+                writes=dp is None or dp.comm.is_root,
             )
         )
-    if not isinstance(step, DataParallelStep):
+    if dp is None:
         return run(net, source, step, epochs, bs, rate, rng, hooks, labels=data.labels)
-    assert comm is not None and isinstance(source, RankSource)
-    hooks.append(SameStart(comm, source, data.arrays(), config))
-    return run(net, source, step, epochs, bs, rate, rng, hooks, workspace=step.ws, threads=1)
+    hooks.append(SameStart(dp.comm, source, data.arrays(), config))
+    # the step counts the right guesses itself; each rank's BLAS keeps to one thread
+    return run(net, source, step, epochs, bs, rate, rng, hooks, workspace=dp.ws, threads=1)
 
 
 def run(
