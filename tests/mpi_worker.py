@@ -2,8 +2,8 @@
 
 Usage: ``python tests/mpi_worker.py SPECS.json OUTDIR``. Each spec of the list names the
 network, the data (made here from a seed, so every rank builds the same) and ``fit``'s
-settings; for spec ``i`` each rank ``r`` writes ``OUTDIR/i.rank{r}.npz`` with its
-parameters and history, or ``OUTDIR/i.rank{r}.err`` with the message of the error
+settings; for spec ``i`` each rank ``r`` writes ``OUTDIR/i-rank{r}.npz`` with its
+parameters and history, or ``OUTDIR/i-rank{r}.err`` with the message of the error
 ``fit`` raised. One launch runs many specs, as ``mpiexec`` takes seconds to start.
 """
 
@@ -41,14 +41,16 @@ def problem(spec: dict) -> tuple:
     return net, X, y, kwargs
 
 
-def fault(spec: dict, rank: int, epoch: int) -> None:
-    """The spec's fault after ``epoch``: every rank raising, or one rank killed or hung."""
+def fault(spec: dict, rank: int, epoch: int) -> bool:
+    """The spec's fault after ``epoch``: every rank raising, or one rank killed or hung;
+    True (stop training) where the spec asks this rank alone to stop."""
     if spec.get("crash_after") == epoch:
         raise RuntimeError(f"interrupted after epoch {epoch}")
     if spec.get("kill_after") == [rank, epoch]:
         os.kill(os.getpid(), signal.SIGKILL)
     if spec.get("hang_after") == [rank, epoch]:
         time.sleep(600)
+    return spec.get("stop_after") == [rank, epoch]
 
 
 def main() -> None:
@@ -57,7 +59,7 @@ def main() -> None:
     from mpi4py import MPI
 
     for i, spec in enumerate(specs):
-        run(spec, MPI.COMM_WORLD, out / f"{i}.rank{MPI.COMM_WORLD.rank}")
+        run(spec, MPI.COMM_WORLD, out / f"{i}-rank{MPI.COMM_WORLD.rank}")
 
 
 def run(spec: dict, comm, out: Path) -> None:

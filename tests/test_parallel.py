@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaflow import ConfigError, fit, load
+from deltaflow import ConfigError, DivergenceError, fit, load
 from deltaflow.cli import main
 from deltaflow.parallel import as_communicator, launched_size, rank_rows, world
 from deltaflow.training import checkpoint
@@ -93,7 +93,7 @@ def run_worker(mpiexec: str, n: int, specs: list[dict], out: Path, **kw) -> list
         mpiexec, n, [str(HERE / "mpi_worker.py"), str(out / "specs.json"), str(out)], **kw
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return [[_result(out / f"{i}.rank{r}") for r in range(n)] for i in range(len(specs))]
+    return [[_result(out / f"{i}-rank{r}") for r in range(n)] for i in range(len(specs))]
 
 
 def _result(stem: Path) -> dict:
@@ -187,6 +187,12 @@ SHM_SPECS = {
     "mmap": spec_of(optimizer="nesterov", learning_rate=0.05),
     "other_data": dict(spec_of(), data_shift_rank=1),
     "intercomm": dict(spec_of(), intercomm=True),
+    "vote": dict(spec_of(epochs=5), stop_after=[1, 2]),
+    "diverge": dict(
+        spec_of(epochs=20, learning_rate=100.0),
+        activation=["relu", "relu", "identity"],
+        cost="squared_error",
+    ),
 }
 
 
@@ -216,6 +222,22 @@ def test_early_stopping_is_decided_the_same_on_every_rank(two_ranks):
     assert histories[0]["stopped_early"] is True
     assert histories[0]["best_epoch"] == histories[1]["best_epoch"]
     assert histories[0]["val_cost"] == histories[1]["val_cost"]
+
+
+def test_a_callback_that_stops_one_rank_stops_them_all(two_ranks):
+    results = two_ranks["vote"]
+    for r in results:
+        assert r["history"]["epoch"] == [1, 2]
+        assert r["history"]["stopped_early"] is True
+    np.testing.assert_array_equal(results[0]["params"], results[1]["params"])
+
+
+def test_divergence_is_decided_the_same_on_every_rank(two_ranks):
+    net, X, y, kwargs = mpi_worker.problem(SHM_SPECS["diverge"])
+    with np.errstate(all="ignore"), pytest.raises(DivergenceError) as one:
+        fit(net, X, y, **kwargs)
+    for r in two_ranks["diverge"]:
+        assert r["error"] == f"DivergenceError: {one.value}"
 
 
 def test_ranks_with_different_data_stop_with_a_message(two_ranks):
