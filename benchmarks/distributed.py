@@ -83,7 +83,8 @@ def worker(args: argparse.Namespace) -> None:
     X, y = data(args.rows, "float32")
     if comm is not None:
         # the all-reduce alone, every rank ready: a step's gradient and its few figures
-        buffer = np.ones(make_net("float32").params.size + 2, dtype=np.float32)
+        net = make_net("float32")
+        buffer = np.ones(net.params.size + 2 + net.L, dtype=np.float32)
         comm.barrier()
         t0 = time.perf_counter()
         for _ in range(20):

@@ -14,7 +14,10 @@ writes the shared :class:`TrainingState` at fixed moments of a run:
 ===================  =========================================================
 
 Hooks run in the order given; :func:`deltaflow.training.fit` puts them in the order
-``DivergenceGuard, Validation, DeltaNorms, EarlyStopping, Callbacks, Checkpoints``.
+``DivergenceGuard, Validation, DeltaNorms, EarlyStopping, Callbacks, Checkpoints``; a
+data-parallel run (:mod:`deltaflow.training.data_parallel`) puts its step first,
+validates with each rank's share of the rows, votes on stopping after the callbacks and
+has the ranks compare their start after the checkpoint's restore.
 """
 
 from __future__ import annotations
