@@ -230,3 +230,19 @@ def test_predict_rejects_wrong_feature_count(capsys, tmp_path):
     (tmp_path / "x.csv").write_text("1,2,3\n")
     code, out, err = run(capsys, "predict", str(model), str(tmp_path / "x.csv"))
     assert code == 2 and "3 features but the input layer has 64" in err
+
+
+def test_train_with_lbfgs_runs_full_batch_and_refuses_what_it_lacks(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--optimizer", "lbfgs", "--epochs", "40")
+    assert code == 0, err
+    assert "lbfgs, full batch" in err  # the banner goes to stderr with the progress bar
+    assert float(re.search(r"test accuracy ([\d.]+)%", out).group(1)) >= 80.0
+    for extra, word in (
+        (["--checkpoint-dir", str(tmp_path / "ck")], "checkpoints"),
+        (["--delta-table"], "delta norms"),
+        (["--lr", "auto"], "line search"),
+    ):
+        code, out, err = run(capsys, "train", "--optimizer", "lbfgs", *extra)
+        assert code == 2 and out == "", (extra, out)
+        assert len(err.strip().splitlines()) == 1 and word in err, err
+    assert not (tmp_path / "ck").exists()

@@ -141,6 +141,7 @@ _EXPECTED_FAILURES: dict[str, dict[str, str]] = {
     "float32": {
         "check_methods_sample_order_invariance": "float32 rounding exceeds the rtol=1e-7 asked",
         "check_sample_weight_equivalence_on_dense_data": "float32 rounding exceeds rtol=1e-7",
+        "check_sample_weight_equivalence_on_sparse_data": "float32 rounding exceeds rtol=1e-7",
     },
     # scikit-learn's own MLPRegressor fails the same checks with early_stopping=True
     "early_stopping": {
@@ -151,6 +152,9 @@ _EXPECTED_FAILURES: dict[str, dict[str, str]] = {
         "check_regressors_no_decision_function": _TOO_FEW_ROWS,
         "check_fit2d_1feature": _TOO_FEW_ROWS,
         "check_sample_weight_equivalence_on_dense_data": (
+            "the validation split draws other rows from weighted than from repeated data"
+        ),
+        "check_sample_weight_equivalence_on_sparse_data": (
             "the validation split draws other rows from weighted than from repeated data"
         ),
     },
@@ -275,7 +279,7 @@ def test_partial_fit_continues_like_fit(digits: Any) -> None:
         np.testing.assert_allclose(p, q, rtol=0, atol=1e-12)
     assert parts.loss_curve_ == pytest.approx(whole.loss_curve_, rel=1e-12)
     assert (parts.n_iter_, parts.t_) == (1, 4 * 300)
-    with pytest.raises(DataError, match="not in classes_"):
+    with pytest.raises(DataError, match=r"classes not in `self.classes_`: \[10\]"):
         parts.partial_fit(X[:5], np.array([10, 1, 2, 3, 4]))
     with pytest.raises(ConfigError, match="classes must be passed"):
         MLPClassifier().partial_fit(X, y)
@@ -460,7 +464,7 @@ def test_sgd_learning_rate_schedules(digits: Any) -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"solver": "lbfgs"}, "lbfgs"),
+        ({"solver": "newton"}, "solver must be 'lbfgs', 'sgd' or 'adam'"),
         ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes"),
         ({"alpha": -1.0}, "alpha"),
         ({"batch_size": 0}, "batch_size"),
@@ -479,17 +483,14 @@ def test_bad_parameters_say_what_to_do(params: dict[str, Any], message: str) -> 
     X, y = np.random.default_rng(0).standard_normal((30, 4)), np.arange(30) % 3
     with pytest.raises(ConfigError, match=message):
         MLPClassifier(**params).fit(X, y)
-    with pytest.raises(ConfigError, match="poisson"):
-        MLPRegressor(loss="poisson").fit(X, y.astype(float))
+    with pytest.raises(ConfigError, match="loss must be 'squared_error' or 'poisson'"):
+        MLPRegressor(loss="gamma").fit(X, y.astype(float))
 
 
 def test_bad_data_follows_sklearn_conventions() -> None:
     X, y = np.random.default_rng(0).standard_normal((30, 4)), np.arange(30) % 3
     with pytest.raises(ValueError, match="Unknown label type"):
         MLPClassifier().fit(X, X[:, 0])
-    with pytest.raises(TypeError, match="dense data is required"):
-        scipy_sparse = pytest.importorskip("scipy.sparse")
-        MLPClassifier().fit(scipy_sparse.csr_matrix(X), y)
     with pytest.raises(DataError, match="sample_weight is zero for every row"):
         MLPClassifier().fit(X, y, sample_weight=np.zeros(30))
     with pytest.raises(DataError, match="negative"):

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from deltaflow.engine.activations import ACTIVATIONS, get_activation
 from deltaflow.engine.losses import LOSSES, get_loss
-from deltaflow.errors import ConfigError, DataError, DeltaflowError, DivergenceError, ModelFileError
+from deltaflow.errors import (
+    ConfigError,
+    DataError,
+    DeltaflowError,
+    DeviceError,
+    DivergenceError,
+    ModelFileError,
+)
 from deltaflow.gradcheck import GradcheckResult, gradcheck
 from deltaflow.io import load, save
 from deltaflow.network import Network
@@ -32,6 +39,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeltaflowError",
+    "DeviceError",
     "DivergenceError",
     "EpochRecord",
     "GradcheckResult",

@@ -7,10 +7,14 @@ Hierarchy::
     ├── DataError (ValueError)     unusable data: shapes, NaNs, labels, files, downloads
     ├── ModelFileError (ValueError) a model or checkpoint file that cannot be trusted
     ├── MissingDependencyError (ImportError) an optional package a feature needs is absent
-    └── DivergenceError (ArithmeticError) training produced a NaN or infinite cost
+    ├── DeviceError (RuntimeError) the device asked for is not there (no CUDA GPU)
+    └── DivergenceError (ValueError, ArithmeticError)
+                                   training produced a NaN or infinite cost
 
 Each message names what was wrong and how to fix it, in one line, so that the CLI can
-print it as it is. The ``ValueError`` bases keep scikit-learn-style callers working.
+print it as it is. The ``ValueError`` bases keep scikit-learn-style callers working:
+scikit-learn raises ValueError where its solver produces non-finite weights, so
+``except ValueError`` catches a diverging fit in both libraries.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeltaflowError",
+    "DeviceError",
     "DivergenceError",
     "MissingDependencyError",
     "ModelFileError",
@@ -45,5 +50,9 @@ class MissingDependencyError(DeltaflowError, ImportError):
     """An optional package that the feature asked for is not installed."""
 
 
-class DivergenceError(DeltaflowError, ArithmeticError):
-    """Training produced a NaN or infinite cost."""
+class DeviceError(DeltaflowError, RuntimeError):
+    """The device asked for (``device=\"cuda\"``) is not available on this machine."""
+
+
+class DivergenceError(DeltaflowError, ValueError, ArithmeticError):
+    """Training produced a NaN or infinite cost (or parameters)."""

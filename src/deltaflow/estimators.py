@@ -28,7 +28,12 @@ scikit-learn minimises, per batch of ``n_b`` rows with weights ``w_i`` (1 withou
   scale of the gradient except through ``eps``),
 
 so that each update equals scikit-learn's (the tests check one epoch against
-scikit-learn from the same weights). Two small differences remain: deltaflow's Adam adds
+scikit-learn from the same weights). ``solver="lbfgs"`` minimises scikit-learn's
+objective itself, ``C/k + alpha/(2 sum_i w_i) ||W||^2`` over the whole set (deltaflow's
+full-batch L-BFGS with ``weight_decay = k alpha / sum_i w_i``, scaled by ``1/k``), with
+``gtol = tol``, ``maxiter = max_iter`` and ``maxfun = max_fun``, so from the same
+weights it takes scikit-learn's steps. The Poisson loss is scikit-learn's exactly
+(``k = 1``). Two small differences remain: deltaflow's Adam adds
 ``eps`` to the bias-corrected ``sqrt(v)`` rather than to the raw one, and the initial
 weights and biases, drawn by scikit-learn's rule (``init="sklearn"``, see
 :mod:`deltaflow.initializers`), come from deltaflow's generator rather than from
@@ -36,12 +41,22 @@ scikit-learn's, so that the two agree on average over seeds rather than seed by 
 
 ``loss_curve_`` holds deltaflow's training cost per epoch, the mean over the epoch's
 batches before each update, weighted by ``sample_weight``: the same numbers as
-scikit-learn's for the log-loss except that they exclude the L2 penalty term, and for the
-squared error ``2 * n_outputs_`` times scikit-learn's (which also averages over the
-outputs). ``tol`` is compared with these values.
+scikit-learn's for the log-loss and the Poisson loss except that they exclude the L2
+penalty term, and for the squared error ``2 * n_outputs_`` times scikit-learn's (which
+also averages over the outputs). ``tol`` is compared with these values. With ``lbfgs``,
+``loss_curve_`` has one such value per iteration (at the new weights) and ``loss_`` is
+the value at the end: scikit-learn's ``loss_`` there is the whole objective,
+``loss_ / k`` plus the penalty.
 
-Not available: the ``lbfgs`` solver, sparse input (pass ``X.toarray()``), and the
-regressor's ``poisson`` loss.
+``X`` may be a scipy.sparse CSR or CSC matrix in ``fit``, ``partial_fit`` and
+``predict``: it is never densified (batches are gathered as CSR rows and the first layer
+multiplies sparse @ dense).
+
+Errors follow scikit-learn: a fit whose weights become non-finite raises a ValueError
+(:class:`deltaflow.DivergenceError`) that names the cause, inputs too large or
+``learning_rate_init`` too high; under ``early_stopping`` it instead records ``nan``
+losses and validation scores until the stopping rule ends the fit, and the best epoch's
+weights are kept.
 """
 
 from __future__ import annotations
@@ -49,6 +64,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from numbers import Integral, Real
@@ -58,10 +74,11 @@ import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (
         check_classification_targets,
         type_of_target,
@@ -80,9 +97,12 @@ except ImportError as exc:  # validate_data and __sklearn_tags__ arrived in 1.6
     ) from None
 
 from deltaflow import io
-from deltaflow.errors import ConfigError, DataError, ModelFileError
+from deltaflow.engine.devices import get_device
+from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network, check_dtype
-from deltaflow.training.loop import EpochRecord
+from deltaflow.training.hooks import LARGE_INPUT, EpochRecord, largest_magnitude
+from deltaflow.training.lbfgs import FullBatchObjective
+from deltaflow.training.lbfgs import minimize as minimize_lbfgs
 from deltaflow.training.loop import fit as train_fit
 from deltaflow.training.optimizers import Optimizer, get_optimizer
 
@@ -100,17 +120,19 @@ class _BaseMLP(BaseEstimator):
     _score_function: Callable[..., float]
     _numeric_targets = False
 
+    # fitted state that fit and partial_fit keep
+    loss_curve_: list[float]
+    validation_scores_: list[float] | None
+    validation_loss_curve_: list[float] | None
+    best_validation_score_: float | None
+    best_loss_: float | None
+
     # ------------------------------------------------------------ parameters
     def _check_params(self) -> None:
         """Raise ConfigError (a ValueError) for a hyper-parameter out of range."""
         self._hidden_sizes()
-        if self.solver not in ("sgd", "adam"):
-            if self.solver == "lbfgs":
-                raise ConfigError(
-                    "solver='lbfgs' is not available in deltaflow; use 'adam' or 'sgd' "
-                    "(or scikit-learn's own MLP for L-BFGS)"
-                )
-            raise ConfigError(f"solver must be 'adam' or 'sgd', got {self.solver!r}")
+        if self.solver not in ("lbfgs", "sgd", "adam"):
+            raise ConfigError(f"solver must be 'lbfgs', 'sgd' or 'adam', got {self.solver!r}")
         if self.learning_rate not in ("constant", "invscaling", "adaptive"):
             raise ConfigError(
                 "learning_rate must be 'constant', 'invscaling' or 'adaptive', "
@@ -144,6 +166,7 @@ class _BaseMLP(BaseEstimator):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype is not None:
             check_dtype(self.dtype)
+        get_device(getattr(self, "device", "cpu"))  # a bad name, no CuPy, no GPU: one line
         if self.callbacks is not None and not (
             isinstance(self.callbacks, Iterable) and all(callable(c) for c in self.callbacks)
         ):
@@ -216,6 +239,7 @@ class _BaseMLP(BaseEstimator):
             X,
             y,
             reset=first,
+            accept_sparse=["csr", "csc"],
             multi_output=True,
             dtype=(np.float64, np.float32),
             y_numeric=self._numeric_targets,
@@ -235,11 +259,27 @@ class _BaseMLP(BaseEstimator):
             self._initialise(X.shape[1], n_outputs, dtype, rng)
         elif self.early_stopping != (getattr(self, "validation_scores_", None) is not None):
             self._reset_stopping_state()  # a warm start that switched early_stopping
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(X, Y, sw)
+        return self._fit_stochastic(X, Y, y, sw, rs, rng, incremental=incremental)
+
+    def _fit_stochastic(
+        self,
+        X: Any,
+        Y: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray | None,
+        rs: Any,
+        rng: np.random.Generator,
+        *,
+        incremental: bool,
+    ) -> Any:
+        """``sgd`` and ``adam``: epochs of mini-batches through :func:`deltaflow.fit`."""
         if not incremental or not hasattr(self, "_optimizer"):
             # as scikit-learn: fit starts a fresh optimizer (and rate); partial_fit keeps them
             self._optimizer = self._new_optimizer()
             self._learning_rate = float(self.learning_rate_init)
-
+        X_all = X
         Xv = Yv = yv = swv = None
         if self.early_stopping:
             X, Y, y, sw, Xv, Yv, yv, swv = self._validation_split(X, Y, y, sw, rs)
@@ -252,40 +292,118 @@ class _BaseMLP(BaseEstimator):
                     f"batch_size={self.batch_size} is larger than the {n} training rows; "
                     "it is clipped to the number of rows",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             batch_size = min(self.batch_size, n)
         k = self._gradient_scale()
         weight_share = 1.0 if sw is None else n / float(sw.sum())
         monitor = _Monitor(self, n, (Xv, yv, swv) if Xv is not None else None)
         self.n_iter_ = 0
-        history = train_fit(
-            self.network_,
-            X,
-            Y,
-            sample_weight=sw,
-            epochs=1 if incremental else self.max_iter,
-            batch_size=batch_size,
-            optimizer=self._optimizer,
-            # the rate is read each epoch, so 'invscaling' and 'adaptive' can change it
-            schedule=lambda epoch: self._learning_rate / (k if self.solver == "sgd" else 1.0),
-            weight_decay=k * self.alpha * weight_share / batch_size,
-            shuffle=self.shuffle,
-            validation_data=(Xv, Yv) if Xv is not None else None,
-            callbacks=[monitor, *(self.callbacks or ())],
-            seed=rng,
-        )
+        stopped_early = False
+        try:
+            history = train_fit(
+                self.network_,
+                X,
+                Y,
+                sample_weight=sw,
+                epochs=1 if incremental else self.max_iter,
+                batch_size=batch_size,
+                optimizer=self._optimizer,
+                # the rate is read each epoch, so 'invscaling' and 'adaptive' can change it
+                schedule=lambda epoch: self._learning_rate / (k if self.solver == "sgd" else 1.0),
+                weight_decay=k * self.alpha * weight_share / batch_size,
+                shuffle=self.shuffle,
+                validation_data=(Xv, Yv) if Xv is not None else None,
+                callbacks=[monitor, *(self.callbacks or ())],
+                seed=rng,
+            )
+            stopped_early = history.stopped_early
+        except DivergenceError:
+            if not self.early_stopping:
+                raise DivergenceError(self._divergence_message(X_all)) from None
+            # scikit-learn trains on with NaN weights: each epoch then scores NaN, counts
+            # as no improvement, and the best epoch's weights are restored at the end
+            stopped_early = monitor.diverged(self.max_iter)
         if self.early_stopping:
             for p, best in zip(self.network_.weights + self.network_.biases, self._best_params):
                 p[...] = best
-        if not incremental and not history.stopped_early and self.n_iter_ == self.max_iter:
+        if not incremental and not stopped_early and self.n_iter_ == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                 "optimization hasn't converged yet; raise max_iter or tol",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         return self
+
+    def _fit_lbfgs(self, X: Any, Y: np.ndarray, sw: np.ndarray | None) -> Any:
+        """``lbfgs``: scikit-learn's objective ``L + alpha/(2 sum_i w_i) ||W||^2``, minimised
+        by scipy's L-BFGS-B over the whole set (``C = k L`` in deltaflow's terms)."""
+        net = self.network_
+        Xc = net.check_X(X)
+        Yenc, is_class = net.encode_targets(Y, Xc.shape[0])
+        k = self._gradient_scale()
+        total = Xc.shape[0] if sw is None else float(sw.sum())
+        objective = FullBatchObjective(
+            net, Xc, Yenc, sw, weight_decay=k * self.alpha / total, scale=1.0 / k
+        )
+        self.n_iter_ = 0
+        self.loss_curve_ = []
+        self.validation_scores_ = self.validation_loss_curve_ = None
+        self.best_validation_score_ = None
+        callbacks = list(self.callbacks or ())
+        clock = [time.perf_counter()]
+
+        def after_iteration(iteration: int, cost: float) -> bool:
+            self.n_iter_ = iteration
+            self.loss_curve_.append(cost)
+            if self.verbose:
+                print(f"Iteration {iteration}, loss = {cost:.8f}")
+            now = time.perf_counter()
+            rec = EpochRecord(iteration, cost, None, None, None, math.nan, now - clock[0])
+            clock[0] = now
+            return any([cb(rec) is True for cb in callbacks])
+
+        try:
+            result = minimize_lbfgs(
+                objective,
+                max_iter=self.max_iter,
+                max_fun=self.max_fun,
+                gtol=self.tol,
+                callback=after_iteration,
+            )
+        except DivergenceError:
+            raise DivergenceError(self._divergence_message(X)) from None
+        if not np.array_equal(objective.last_x, result.x):
+            objective(result.x)  # the cost at the result itself
+        self.loss_ = objective.cost
+        self.best_loss_ = min(self.loss_curve_, default=self.loss_)
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        if result.status != 0 and result.status != 99:  # 99: a callback stopped it
+            warnings.warn(
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"(status={result.status}): {result.message}; increase max_iter (now "
+                f"{self.max_iter}) or max_fun (now {self.max_fun}), or scale the data",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        return self
+
+    def _divergence_message(self, X: Any) -> str:
+        """Why the parameters became non-finite, in the user's own settings."""
+        largest = largest_magnitude(X)
+        start = "Solver produced non-finite parameter weights"
+        if largest > LARGE_INPUT:
+            return (
+                f"{start}: X has values as large as {largest:.3g}; scale the inputs first "
+                "(for example with sklearn.preprocessing.StandardScaler)"
+            )
+        if self.solver == "lbfgs":
+            return f"{start}; scale the inputs (for example with StandardScaler) or raise alpha"
+        return (
+            f"{start} at iteration {self.n_iter_ + 1}; try a smaller learning_rate_init "
+            f"than {self.learning_rate_init:g}"
+        )
 
     def _initialise(
         self, n_features: int, n_outputs: int, dtype: np.dtype, rng: np.random.Generator
@@ -297,22 +415,23 @@ class _BaseMLP(BaseEstimator):
         names = self._activation_names(len(hidden), output)
         # scikit-learn's own initialisation, so that results match it on average
         self.network_ = Network(sizes, names, cost, dtype=dtype, seed=rng, init="sklearn")
+        self.network_.to(getattr(self, "device", "cpu"))
         self.n_outputs_ = sizes[-1]
         self.n_layers_ = len(sizes)
         last = self.network_.activation_names[-1]
         self.out_activation_ = _SKLEARN_NAMES.get(last, last)
         self.t_ = 0
-        self.loss_curve_: list[float] = []
+        self.loss_curve_ = []
         self._reset_stopping_state()
 
     def _reset_stopping_state(self) -> None:
         """What scikit-learn's stopping rule tracks, for the current ``early_stopping``."""
         self._no_improvement_count = 0
         if self.early_stopping:
-            self.validation_scores_: list[float] | None = []
-            self.validation_loss_curve_: list[float] | None = []
-            self.best_validation_score_: float | None = -np.inf
-            self.best_loss_: float | None = None
+            self.validation_scores_ = []
+            self.validation_loss_curve_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
             self._best_params = [p.copy() for p in self.network_.weights + self.network_.biases]
         else:
             self.validation_scores_ = self.validation_loss_curve_ = None
@@ -345,8 +464,9 @@ class _BaseMLP(BaseEstimator):
         )
         if val.shape[0] < 2:
             raise DataError(
-                f"validation_fraction={self.validation_fraction} leaves {val.shape[0]} "
-                "validation row(s); increase validation_fraction or pass more data"
+                f"The validation set is too small ({val.shape[0]} row(s) with "
+                f"validation_fraction={self.validation_fraction}). Increase "
+                "'validation_fraction' or the size of your dataset."
             )
         sw_train, sw_val = (None, None) if sw is None else (sw[train], sw[val])
         return X[train], Y[train], y[train], sw_train, X[val], Y[val], y[val], sw_val
@@ -354,19 +474,36 @@ class _BaseMLP(BaseEstimator):
     def _stratify(self) -> bool:
         return False
 
+    def _check_solver(self) -> bool:
+        """partial_fit exists for the stochastic solvers only, as in scikit-learn."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} "
+                "is not stochastic."
+            )
+        return True
+
     # ------------------------------------------------------------ prediction
     def _forward(self, X: Any) -> np.ndarray:
         """``a[L]`` for checked ``X``: shape (n_samples, n_outputs_)."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = validate_data(
+            self, X, reset=False, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32)
+        )
         return self.network_.forward(X)
 
     def _score(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> float:
-        """Score without input validation (for early stopping); NaN for a non-finite output."""
+        """Score without input validation (for early stopping); NaN for a non-finite output.
+
+        Finite but huge outputs (a fit on its way to diverging) can overflow the metric's
+        squares; the score is then -inf or NaN, which the stopping rule handles, so numpy's
+        overflow warning would only repeat it.
+        """
         out = self.network_.forward(X)
         if not np.isfinite(out).all():
             return math.nan
-        return float(self._score_function(y, self._decode(out), sample_weight=sample_weight))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(self._score_function(y, self._decode(out), sample_weight=sample_weight))
 
     def _decode(self, out: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -385,13 +522,62 @@ class _BaseMLP(BaseEstimator):
     # fitted parameters, in scikit-learn's layout: coefs_[l-1] is Theta^(l), (S[l-1], S[l])
     @property
     def coefs_(self) -> list[np.ndarray]:
-        """``Theta^(l)`` at index ``l-1``, shape ``(S[l-1], S[l])``: the network's own arrays."""
+        """``Theta^(l)`` at index ``l-1``, shape ``(S[l-1], S[l])``: the network's own arrays.
+
+        Assigning a list of arrays of these shapes copies them into the network.
+        """
         return self.network_.weights
+
+    @coefs_.setter
+    def coefs_(self, value: Any) -> None:
+        self._assign_parameters(
+            "coefs_", self.network_.weights if self._has_network() else [], value
+        )
 
     @property
     def intercepts_(self) -> list[np.ndarray]:
-        """``b^(l)`` at index ``l-1``, shape ``(S[l],)``: the network's own arrays."""
+        """``b^(l)`` at index ``l-1``, shape ``(S[l],)``: the network's own arrays.
+
+        Assigning a list of arrays of these shapes copies them into the network.
+        """
         return self.network_.biases
+
+    @intercepts_.setter
+    def intercepts_(self, value: Any) -> None:
+        self._assign_parameters(
+            "intercepts_", self.network_.biases if self._has_network() else [], value
+        )
+
+    def _has_network(self) -> bool:
+        if not hasattr(self, "network_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} has no network yet; call fit first, then "
+                "assign coefs_ and intercepts_"
+            )
+        return True
+
+    @staticmethod
+    def _assign_parameters(name: str, targets: list[np.ndarray], value: Any) -> None:
+        """Copy ``value`` into ``targets`` in place (the network keeps its own arrays)."""
+        try:
+            arrays = [np.asarray(v) for v in value]
+        except TypeError:
+            raise ValueError(
+                f"{name} must be a list of {len(targets)} arrays, got {type(value).__name__}"
+            ) from None
+        if len(arrays) != len(targets):
+            raise ValueError(
+                f"{name} must hold {len(targets)} arrays, one per layer, got {len(arrays)}"
+            )
+        for l, (new, old) in enumerate(zip(arrays, targets), start=1):
+            if new.shape != old.shape:
+                raise ValueError(
+                    f"{name}[{l - 1}] has shape {new.shape} but layer {l} needs {old.shape}"
+                )
+            if not (np.issubdtype(new.dtype, np.number) and np.isfinite(new).all()):
+                raise ValueError(f"{name}[{l - 1}] must hold finite numbers")
+        for new, old in zip(arrays, targets):
+            np.copyto(old, new, casting="unsafe")
 
     # ------------------------------------------------------------ model files
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -524,25 +710,40 @@ class _Monitor:
         self.validation = validation
 
     def __call__(self, rec: EpochRecord) -> bool:
+        score = None
+        if self.validation is not None:
+            Xv, yv, swv = self.validation
+            score = self.est._score(Xv, yv, swv)
+        return self._record(rec.cost, score, rec.val_cost)
+
+    def diverged(self, max_iter: int) -> bool:
+        """The epochs scikit-learn runs once the weights are NaN, each recording a NaN loss
+        and score, up to its stopping rule or ``max_iter`` (a NaN never fails its test of
+        improvement, so in practice up to ``max_iter``). True if the rule stopped them."""
+        while self.est.n_iter_ < max_iter:
+            if self._record(math.nan, math.nan if self.validation else None, math.nan):
+                return True
+        return False
+
+    def _record(self, cost: float, score: float | None, val_cost: float | None) -> bool:
         est = self.est
         est.n_iter_ += 1
         est.t_ += self.n_train
-        est.loss_ = rec.cost
-        est.loss_curve_.append(rec.cost)
+        est.loss_ = cost
+        est.loss_curve_.append(cost)
         if est.verbose:
-            print(f"Iteration {est.n_iter_}, loss = {rec.cost:.8f}")
-        if self.validation is not None:
-            Xv, yv, swv = self.validation
-            score = est._score(Xv, yv, swv)
+            print(f"Iteration {est.n_iter_}, loss = {cost:.8f}")
+        if score is not None:
             scores, losses = est.validation_scores_, est.validation_loss_curve_
             best = est.best_validation_score_
             assert scores is not None and losses is not None and best is not None
-            assert rec.val_cost is not None  # train.fit was given validation_data
+            assert val_cost is not None  # train.fit was given validation_data
             scores.append(score)
-            losses.append(rec.val_cost)
+            losses.append(val_cost)
             if est.verbose:
                 print(f"Validation score: {score:f}")
-            improved = score >= best + est.tol
+            # written as scikit-learn writes it, so that a NaN score counts as it does there
+            improved = not score < best + est.tol
             if score > best:
                 est.best_validation_score_ = score
                 params = est.network_.weights + est.network_.biases
@@ -550,8 +751,8 @@ class _Monitor:
         else:
             best_loss = est.best_loss_
             assert best_loss is not None
-            improved = rec.cost <= best_loss - est.tol
-            est.best_loss_ = min(best_loss, rec.cost)
+            improved = not cost > best_loss - est.tol
+            est.best_loss_ = min(best_loss, cost)
         est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
         sgd = est.solver == "sgd"
         if sgd and est.learning_rate == "invscaling":
@@ -582,7 +783,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         the output (which must then suit ``cost``; with a sigmoid output for multi-class
         targets, ``predict_proba`` returns the per-class sigmoids, which need not sum
         to 1).
-    solver : {"adam", "sgd"}, default "adam"
+    solver : {"adam", "sgd", "lbfgs"}, default "adam"
+        ``lbfgs`` is full-batch L-BFGS (scipy's L-BFGS-B) on scikit-learn's objective;
+        ``max_iter`` bounds its iterations, ``max_fun`` its evaluations of the cost, and
+        ``tol`` is its gradient tolerance. ``partial_fit`` is then unavailable, and
+        ``early_stopping`` is ignored, as in scikit-learn.
     alpha : float, default 1e-4
         L2 penalty, with scikit-learn's scaling (see the module docstring).
     batch_size : int or "auto", default "auto"
@@ -610,7 +815,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Adam's settings.
     n_iter_no_change : int, default 10
     max_fun : int, default 15000
-        Accepted for compatibility; used only by scikit-learn's ``lbfgs``.
+        The most evaluations of the cost and gradient, with ``solver="lbfgs"``.
     cost : {"log_loss", "squared_error"}, default "log_loss"
         deltaflow extra: the squared error (the course notes' cost) for classification.
     dtype : {None, "float32", "float64"}, default None
@@ -618,6 +823,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     callbacks : list of callable, optional
         deltaflow extra: each is called with a :class:`deltaflow.EpochRecord` after
         every epoch; one that returns True stops training.
+    device : {"cpu", "cuda"}, default "cpu"
+        deltaflow extra: where the network trains and predicts; ``"cuda"`` needs CuPy
+        and a GPU (``coefs_`` and ``intercepts_`` are then CuPy arrays).
 
     Attributes
     ----------
@@ -670,6 +878,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         cost: str = "log_loss",
         dtype: Any = None,
         callbacks: Any = None,
+        device: str = "cpu",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -697,6 +906,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.cost = cost
         self.dtype = dtype
         self.callbacks = callbacks
+        self.device = device
 
     def _cost_name(self) -> str:
         if self.cost not in ("log_loss", "squared_error"):
@@ -737,8 +947,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._y_type = "multiclass" if len(self.classes_) > 2 else "binary"
         elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
             raise ConfigError(
-                f"classes={classes!r} differs from the classes of the first partial_fit "
-                f"call, {self.classes_}; pass the same classes or none"
+                f"`classes={_show(unique_labels(classes))}` is not the same as on last call "
+                f"to partial_fit, was: {_show(self.classes_)}; pass the same classes or none"
             )
         if self._y_type == "multilabel-indicator":
             if type_of_target(y) != "multilabel-indicator" or y.shape[1] != len(self.classes_):
@@ -752,14 +962,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if not first and self.warm_start and not incremental:
             if set(seen) != set(self.classes_):
                 raise DataError(
-                    "warm_start needs y to have the same classes as the previous fit: "
-                    f"had {self.classes_}, y has {seen}"
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {_show(self.classes_)}, `y` has "
+                    f"{_show(seen)}"
                 )
         missing = np.setdiff1d(seen, self.classes_)
         if len(missing):
             raise DataError(
-                f"y has classes {missing} that are not in classes_ {self.classes_}; "
-                "pass every class to the first partial_fit call"
+                f"`y` has classes not in `self.classes_`: {_show(missing)} (`self.classes_` "
+                f"has {_show(self.classes_)}); pass every class to the first partial_fit call"
             )
         index = np.searchsorted(self.classes_, y)
         if self._y_type == "binary":
@@ -788,6 +999,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 f"{n_classes} classes of kind {self._y_type!r} do not fit {n_out} output units"
             )
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> Any:
         """One epoch over ``X``, ``y``, continuing from the current state.
 
@@ -827,6 +1039,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -834,12 +1047,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor trained by deltaflow; scikit-learn's interface.
 
     The output layer is the identity and the cost deltaflow's squared error (no 1/2;
-    see the module docstring for how ``alpha``, the rates and ``loss_curve_`` map).
+    see the module docstring for how ``alpha``, the rates and ``loss_curve_`` map), or
+    with ``loss="poisson"`` the exponential and half the Poisson deviance.
     Targets may have several columns (multi-output regression).
 
     Parameters
     ----------
-    loss : {"squared_error"}, default "squared_error"
+    loss : {"squared_error", "poisson"}, default "squared_error"
+        ``poisson``: an exponential output layer and half the Poisson deviance
+        ``y log(y / a) - y + a``, scikit-learn's definition (targets must be >= 0).
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, \
 learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, \
 momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, \
@@ -887,6 +1103,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
         max_fun: int = 15000,
         dtype: Any = None,
         callbacks: Any = None,
+        device: str = "cpu",
     ) -> None:
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -914,21 +1131,27 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
         self.max_fun = max_fun
         self.dtype = dtype
         self.callbacks = callbacks
+        self.device = device
 
     def _cost_name(self) -> str:
-        if self.loss != "squared_error":
-            raise ConfigError(
-                f"loss={self.loss!r} is not available in deltaflow; use loss='squared_error'"
-            )
-        return "squared_error"
+        if self.loss not in ("squared_error", "poisson"):
+            raise ConfigError(f"loss must be 'squared_error' or 'poisson', got {self.loss!r}")
+        return str(self.loss)
 
     def _output_and_cost(self) -> tuple[str, str]:
+        if self.loss == "poisson":
+            return "exp", "poisson"
         return "identity", "squared_error"
 
     def _encode_targets(
         self, y: np.ndarray, *, first: bool, incremental: bool, classes: Any
     ) -> np.ndarray:
         Y = y.reshape(y.shape[0], -1)
+        if self.loss == "poisson" and (Y < 0).any():
+            raise DataError(
+                "Some value(s) of y are negative which is not allowed for Poisson "
+                "regression; pass counts or rates (y >= 0) or use loss='squared_error'"
+            )
         if not first and Y.shape[1] != self.n_outputs_:
             raise DataError(
                 f"y has {Y.shape[1]} output column(s) but the model was fitted with "
@@ -939,6 +1162,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
     def _decode(self, out: np.ndarray) -> np.ndarray:
         return out[:, 0] if out.shape[1] == 1 else out
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
         """One epoch over ``X``, ``y``, continuing from the current state.
 
@@ -961,6 +1185,7 @@ feature_names_in_, n_outputs_, n_layers_, out_activation_
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -1007,6 +1232,11 @@ def _check_sample_weight(sample_weight: Any, n: int, dtype: np.dtype) -> np.ndar
     if not (sw > 0).any():
         raise DataError("sample_weight is zero for every row; give some rows a positive weight")
     return sw
+
+
+def _show(labels: Any) -> str:
+    """Class labels as the user wrote them: ``['cat', 'dog']``, ``[3, 7]``."""
+    return repr(np.asarray(labels).tolist())
 
 
 def _json_default(value: Any) -> Any:

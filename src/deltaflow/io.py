@@ -88,6 +88,8 @@ def save(
         JSON-serialisable facts to keep beside the model (the CLI stores how inputs
         were scaled); read back with :func:`load_extra`.
     """
+    if net.device != "cpu":  # the file holds host arrays, the same bytes from any device
+        net = net.copy().to("cpu")
     tensors: dict[str, np.ndarray] = {}
     for l in range(1, net.L + 1):
         tensors[f"theta.{l}"] = np.ascontiguousarray(net.weights[l - 1])

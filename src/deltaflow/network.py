@@ -13,10 +13,12 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy import sparse
 
-from deltaflow.engine import backprop
+from deltaflow.engine import backprop, on_device
 from deltaflow.engine import params as flat
 from deltaflow.engine.activations import Activation, get_activation
+from deltaflow.engine.devices import Device, get_device
 from deltaflow.engine.losses import Loss, get_loss
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.initializers import get_initializer
@@ -64,10 +66,10 @@ class Network:
         one per layer, the last being the output's. With one name and the
         ``cross_entropy`` cost the output layer is softmax; with
         ``binary_cross_entropy`` it is sigmoid. Names: sigmoid, tanh, relu,
-        leaky_relu, identity, softmax.
+        leaky_relu, identity, exp, softmax.
     cost : str, default "squared_error"
-        ``squared_error`` (the notes' ``C``), ``cross_entropy`` (softmax output) or
-        ``binary_cross_entropy`` (sigmoid output).
+        ``squared_error`` (the notes' ``C``), ``cross_entropy`` (softmax output),
+        ``binary_cross_entropy`` (sigmoid output) or ``poisson`` (exp output).
     dtype : {"float64", "float32"}, default "float64"
         Dtype of the parameters and of every computation.
     seed : int, numpy.random.Generator or None
@@ -79,6 +81,9 @@ class Network:
         ``"glorot_uniform"``, ``"he_normal"``, ``"sklearn"`` (scikit-learn's MLP),
         ``"torch"`` (PyTorch's ``nn.Linear``) or ``"nielsen"`` (``N(0, 1)`` weights and
         biases). :mod:`deltaflow.initializers` gives each one's formula.
+    device : {"cpu", "cuda"}, default "cpu"
+        Where the parameters live and the computations run (see :meth:`to`). The
+        parameters are drawn on the host first, so a seed gives the same network on both.
 
     Attributes
     ----------
@@ -110,8 +115,10 @@ class Network:
         dtype: Any = "float64",
         seed: int | np.random.Generator | None = None,
         init: str = "default",
+        device: str | Device = "cpu",
     ) -> None:
         self.sizes = _check_sizes(sizes)
+        place = get_device(device)  # refused before any work when there is no such device
         self.dtype = check_dtype(dtype)
         self.loss: Loss = get_loss(cost)
         self.activations: list[Activation] = _resolve_activations(activation, self.L, self.loss)
@@ -125,6 +132,44 @@ class Network:
             theta, b = draw(fan_in, fan_out, g, self.rng, hidden=hidden)
             self._weights[l - 1][...] = theta  # cast to the dtype as astype would
             self._biases[l - 1][...] = b
+        self._device: Device | None = None
+        if place is not None:
+            self._move(place)
+
+    # ----------------------------------------------------------------- the device
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"cuda"`` (or ``"host"``: numpy through the device path), where
+        :attr:`params` lives."""
+        place = self.__dict__.get("_device")
+        return "cpu" if place is None else place.name
+
+    def to(self, device: str | Device) -> Network:
+        """Move the parameters to ``device`` (``"cpu"`` or ``"cuda"``), in place; returns
+        the network. On a GPU the parameters are a CuPy array and the views cut from it;
+        training, :meth:`forward` and the rest then run there.
+
+        Raises
+        ------
+        ConfigError
+            For another name.
+        MissingDependencyError, DeviceError
+            For ``"cuda"`` without CuPy, or without a GPU.
+        """
+        place = get_device(device)
+        if place is self._device:
+            return self
+        if self._device is not None:  # back to the host first
+            self._adopt(self._device.to_host(self._params))
+            self._device = None
+        if place is not None:
+            self._move(place)
+        return self
+
+    def _move(self, place: Device) -> None:
+        """Put the host parameters on ``place``."""
+        self._adopt(place.asarray(self._params))
+        self._device = place
 
     def _adopt(self, params: np.ndarray) -> None:
         """Make ``params`` the flat buffer and cut the per-layer views from it."""
@@ -179,10 +224,14 @@ class Network:
         # the views are cut again on unpickling, so they stay views of the new buffer
         state = dict(self.__dict__)
         del state["_weights"], state["_biases"]
+        if state.get("_device") is not None:  # a pickle holds host arrays: it loads on the CPU
+            state["_params"] = state["_device"].to_host(state["_params"])
+            state["_device"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_device", None)
         self._adopt(self._params)
 
     # ----------------------------------------------------------------- description
@@ -224,14 +273,17 @@ class Network:
         new.sizes = list(self.sizes)
         new.activations = list(self.activations)
         new.dtype = self.dtype if dtype is None else check_dtype(dtype)
-        new._adopt(self._params.astype(new.dtype))
+        new._adopt(self._params.astype(new.dtype))  # on the same device as this one
         new.rng = np.random.Generator(type(self.rng.bit_generator)())
         new.rng.bit_generator.state = self.rng.bit_generator.state
         return new
 
     # ------------------------------------------------------------- checked inputs
-    def check_X(self, X: Any, name: str = "X") -> np.ndarray:
+    def check_X(self, X: Any, name: str = "X") -> Any:
         """``X`` as a C-ordered array of the network's dtype, of shape ``(m, S[0])``.
+
+        A scipy.sparse matrix or array comes back as a CSR matrix of the network's dtype
+        (its rows are what batches gather), never densified.
 
         Raises
         ------
@@ -239,6 +291,8 @@ class Network:
             If ``X`` is not a non-empty 2-D numeric array with ``S[0]`` columns of
             finite values.
         """
+        if sparse.issparse(X):
+            return self._check_sparse_X(X, name)
         try:
             X = np.asarray(X)
         except (TypeError, ValueError) as exc:
@@ -265,6 +319,19 @@ class Network:
                 f"{name} contains NaN or infinite values (first at row {r}, column {c}); "
                 "clean or impute them first"
             )
+        return X
+
+    def _check_sparse_X(self, X: Any, name: str) -> sparse.csr_matrix:
+        if X.ndim != 2 or X.shape[1] != self.sizes[0] or X.shape[0] == 0:
+            raise DataError(
+                f"{name} must be a non-empty sparse matrix of shape (m, {self.sizes[0]}), "
+                f"got shape {X.shape}; pass the same columns used for training"
+            )
+        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+            raise DataError(f"{name} must be numeric, got dtype {X.dtype}")
+        X = sparse.csr_matrix(X, dtype=self.dtype)
+        if not np.isfinite(X.data).all():
+            raise DataError(f"{name} contains NaN or infinite values; clean or impute them first")
         return X
 
     def encode_targets(self, Y: Any, m: int, name: str = "Y") -> tuple[np.ndarray, bool]:
@@ -339,14 +406,16 @@ class Network:
 
         Parameters
         ----------
-        X : array-like of shape (m, S[0])
+        X : array-like or scipy.sparse matrix of shape (m, S[0])
 
         Returns
         -------
         ndarray of shape (m, S[L])
         """
         X = self.check_X(X)
-        ws = backprop.Workspace(self, X.shape[0])
+        if self._device is not None:
+            return on_device.forward(self, self._device, X)
+        ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         return backprop.forward(self, ws, X).copy()
 
     def predict(self, X: Any) -> np.ndarray:
@@ -367,7 +436,9 @@ class Network:
         """The cost ``C = (1/m) sum_i C_i`` on a batch (without any weight decay)."""
         X = self.check_X(X)
         Yenc, _ = self.encode_targets(Y, X.shape[0])
-        ws = backprop.Workspace(self, X.shape[0])
+        if self._device is not None:
+            return on_device.cost(self, self._device, X, Yenc)
+        ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         return self.loss.value(backprop.forward(self, ws, X), Yenc)
 
     def gradients(self, X: Any, Y: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -380,7 +451,9 @@ class Network:
         """
         X = self.check_X(X)
         Yenc, _ = self.encode_targets(Y, X.shape[0])
-        ws = backprop.Workspace(self, X.shape[0])
+        if self._device is not None:
+            return on_device.gradients(self, self._device, X, Yenc)
+        ws = backprop.Workspace(self, X.shape[0], input_buffer=False)
         backprop.forward(self, ws, X)
         backprop.backward(self, ws, Yenc)
         return [g.copy() for g in ws.dtheta], [g.copy() for g in ws.db]

@@ -53,7 +53,10 @@ def family(net: Network) -> str:
 
 
 def default_learning_rate(optimizer: str, net: Network) -> float:
-    """The table's rate for ``optimizer`` and ``net``."""
+    """The table's rate for ``optimizer`` and ``net`` (1 for lbfgs, whose line search
+    chooses each step and never reads it)."""
+    if optimizer == "lbfgs":
+        return 1.0
     return DEFAULT_LR[(optimizer, family(net))]
 
 

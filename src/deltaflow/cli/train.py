@@ -39,6 +39,7 @@ from deltaflow.cli._rates import default_learning_rate, range_test, table_text
 from deltaflow.data import Dataset
 from deltaflow.data.scaling import Scaling, fit_scaling
 from deltaflow.engine.activations import ACTIVATIONS
+from deltaflow.engine.devices import get_device
 from deltaflow.engine.losses import LOSSES
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network
@@ -69,7 +70,10 @@ def register(sub: Any) -> None:
     )
     g.add_argument("--batch-size", type=int, default=10, help="examples per step (default 10)")
     g.add_argument(
-        "--optimizer", default="sgd", help=f"one of {', '.join(OPTIMIZERS)} (default sgd)"
+        "--optimizer",
+        default="sgd",
+        help=f"one of {', '.join(OPTIMIZERS)}, lbfgs (full batch: each epoch is one "
+        "L-BFGS iteration; default sgd)",
     )
     g.add_argument(
         "--learning-rate",
@@ -103,6 +107,12 @@ def register(sub: Any) -> None:
         help="stop when the validation cost stops improving; keep the best epoch",
     )
     g.add_argument("--patience", type=int, default=5, help="epochs without improvement (5)")
+    g.add_argument(
+        "--device",
+        default="cpu",
+        metavar="{cpu,cuda}",
+        help="where to train: cpu (default) or cuda (a GPU, with CuPy installed)",
+    )
     g.add_argument(
         "--test-fraction",
         type=float,
@@ -218,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, console: Console, warn: Any, comm: Communicator | None) -> int:
     root = comm is None or comm.is_root
     out = Console(highlight=False, soft_wrap=True, quiet=not root)
+    get_device(args.device)  # no GPU, no CuPy: one line and nothing written
     ckpt = _resume_args(args) if args.resume else None
     if args.epochs is None:
         args.epochs = 30
@@ -256,7 +267,9 @@ def _run(args: argparse.Namespace, console: Console, warn: Any, comm: Communicat
             f"--layers starts with {sizes[0]} inputs but the data has {X.shape[1]} features; "
             f"start the layers with {X.shape[1]}"
         )
-    net = Network(sizes, checked.activation, args.cost, dtype=args.dtype, seed=args.seed)
+    net = Network(sizes, checked.activation, args.cost, dtype=args.dtype, seed=args.seed).to(
+        args.device
+    )
     lr = checked.learning_rate
     if lr is None:
         lr = args.learning_rate = default_learning_rate(args.optimizer, net)
@@ -274,7 +287,14 @@ def _run(args: argparse.Namespace, console: Console, warn: Any, comm: Communicat
         f"[bold]{escape(data.name)}[/]: {X.shape[0]} training and {X_test.shape[0]} test "
         f"examples; the model {scaling.describe()}"
     )
-    console.print(f"{net!r}, {args.optimizer} (alpha={lr:g}), batch {args.batch_size}")
+    console.print(
+        f"{net!r}, "
+        + (
+            "lbfgs, full batch"
+            if args.optimizer.lower() == "lbfgs"
+            else f"{args.optimizer} (alpha={lr:g}), batch {args.batch_size}"
+        )
+    )
     if ckpt is not None:
         console.print(f"resuming from {escape(str(ckpt.path))} after epoch {ckpt.epoch}")
     extra = _model_extra(args, data, split, scaling)
@@ -425,9 +445,23 @@ def _check_options(args: argparse.Namespace) -> _Checked:
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative whole number, got {args.seed}")
     args.optimizer = args.optimizer.lower()
-    if args.optimizer not in OPTIMIZERS:
+    if args.optimizer not in (*OPTIMIZERS, "lbfgs"):
         raise ConfigError(
-            f"--optimizer must be one of {', '.join(OPTIMIZERS)}; got {args.optimizer!r}"
+            f"--optimizer must be one of {', '.join(OPTIMIZERS)}, lbfgs; got {args.optimizer!r}"
+        )
+    if args.optimizer == "lbfgs" and (args.checkpoint_dir or args.resume):
+        raise ConfigError(
+            "--optimizer lbfgs runs without checkpoints; leave out --checkpoint-dir and --resume"
+        )
+    if args.optimizer == "lbfgs" and _pictures.wants_delta_norms(args):
+        raise ConfigError(
+            "--optimizer lbfgs records no per-layer delta norms; leave out --plot-deltas "
+            "and --delta-table"
+        )
+    if args.optimizer == "lbfgs" and str(args.learning_rate).lower() == "auto":
+        raise ConfigError(
+            "--lr auto picks a step size, but lbfgs finds each step by a line search; "
+            "leave --lr out"
         )
     if args.schedule.lower() not in SCHEDULES:
         raise ConfigError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -35,6 +36,7 @@ from deltaflow.errors import ConfigError
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "Exp",
     "Identity",
     "LeakyReLU",
     "ReLU",
@@ -179,6 +181,36 @@ class Identity:
         return None
 
 
+class Exp:
+    """``g(u) = e^u``, the output of Poisson regression (a positive mean); ``g' = a``.
+
+    ``z`` is capped at ``log`` of the dtype's largest number first, so that an output
+    which would overflow is the largest finite number rather than inf with a warning;
+    below the cap the values are ``np.exp``'s own.
+    """
+
+    name = "exp"
+
+    def forward(
+        self, z: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None
+    ) -> np.ndarray:
+        np.minimum(z, _exp_cap(out.dtype), out=out)
+        return np.exp(out, out=out)
+
+    def backprop(self, a: np.ndarray, delta: np.ndarray, scratch: np.ndarray | None = None) -> None:
+        delta *= a
+
+
+@functools.lru_cache(maxsize=4)
+def _exp_cap(dtype: np.dtype) -> np.floating:
+    """The largest ``z`` of ``dtype`` whose ``exp`` is finite in ``dtype``."""
+    cap = np.array(math.log(float(np.finfo(dtype).max)), dtype=dtype)
+    with np.errstate(over="ignore"):
+        while not np.isfinite(np.exp(cap)):
+            cap = np.nextafter(cap, dtype.type(0))
+    return dtype.type(cap)
+
+
 class Softmax:
     """``a_j = e^(z_j) / sum_k e^(z_k)`` over the units of a layer.
 
@@ -227,7 +259,7 @@ def _accepts_scratch(fn: Callable[..., Any]) -> bool:
 
 
 ACTIVATIONS: dict[str, type] = {
-    cls.name: cls for cls in (Sigmoid, Tanh, ReLU, LeakyReLU, Identity, Softmax)
+    cls.name: cls for cls in (Sigmoid, Tanh, ReLU, LeakyReLU, Identity, Exp, Softmax)
 }
 
 

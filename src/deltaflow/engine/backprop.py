@@ -19,6 +19,9 @@ How it is kept fast (the benchmark in ``benchmarks/bench.py`` shows each claim):
   training step allocates nothing.
 * Every matrix product goes through one BLAS (:mod:`deltaflow.engine.blas`), with the routine
   that suits the shape, on transposed views rather than copies.
+* ``a[0]`` may be a scipy.sparse CSR matrix: the first layer's product is then
+  sparse @ dense, ``z[1] = a[0] @ Theta[1] + b[1]``, and its weight gradient
+  ``a[0].T @ delta[1]``; nothing is densified.
 * The ``1/m`` of the mean is folded into ``delta[L]``, and with plain SGD the update
   ``Theta := Theta - alpha dC/dTheta`` is folded into the product that forms the
   gradient (``gemm`` with ``alpha = -learning_rate`` and ``beta = 1``): the gradient is
@@ -32,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine import params
 from deltaflow.engine.activations import Activation, accepts_scratch
@@ -76,12 +80,16 @@ class Workspace:
     gradients : bool, default True
         Allocate ``dtheta`` and ``db``. Training with plain SGD folds the update into
         the backward pass and needs neither.
+    input_buffer : bool, default True
+        Allocate ``a[0]``. Without it every batch must be passed to :func:`forward`
+        (as sparse batches are, which would leave a dense ``a[0]`` unused).
 
     Attributes
     ----------
     a : list of ndarray
         ``a[l]`` of shape ``(m, S[l])`` for ``l = 0..L``. ``a[0]`` is the input batch;
         ``a[l]`` for ``l >= 1`` holds ``z[l]`` for a moment and then ``g(z[l])``.
+        ``a[0]`` may also be a sparse CSR batch handed to :func:`forward`.
     delta : list of ndarray or None
         ``delta[l]`` of shape ``(m, S[l])`` for ``l = 1..L``; ``delta[0]`` is None
         (the input has no ``z``).
@@ -99,10 +107,13 @@ class Workspace:
         All ones: ``db[l]`` is the product ``delta[l].T @ ones``.
     """
 
-    def __init__(self, net: Model, m: int, *, gradients: bool = True) -> None:
+    def __init__(
+        self, net: Model, m: int, *, gradients: bool = True, input_buffer: bool = True
+    ) -> None:
         sizes, dtype = net.sizes, net.dtype
         self.m = m
-        self.a = [np.zeros((m, s), dtype=dtype) for s in sizes]
+        self.a: list[Any] = [np.zeros((m, s), dtype=dtype) for s in sizes[1:]]
+        self.a.insert(0, np.zeros((m, sizes[0] if input_buffer else 0), dtype=dtype))
         self.delta: list[Any] = (
             [None]
             + [  # delta[0] is None: the input has no z
@@ -195,8 +206,8 @@ def forward(net: Model, ws: Workspace, X: np.ndarray | None = None) -> np.ndarra
 
     Parameters
     ----------
-    X : ndarray of shape (m, S[0]), optional
-        The batch, already of the network's dtype and C-ordered. When given,
+    X : ndarray or scipy.sparse CSR matrix of shape (m, S[0]), optional
+        The batch, already of the network's dtype (and C-ordered if dense). When given,
         ``ws.a[0]`` becomes ``X`` itself (no copy); when omitted the batch is the one
         already in ``ws.a[0]``.
     """
@@ -204,7 +215,11 @@ def forward(net: Model, ws: Workspace, X: np.ndarray | None = None) -> np.ndarra
     if X is not None:
         a[0] = X
     for l, (theta, b) in enumerate(zip(net.weights, net.biases), start=1):
-        blas.affine(a[l - 1], theta, b, out=a[l], scratch=scratch[l])  # z = a[l-1] Theta + b
+        if l == 1 and sparse.issparse(a[0]):
+            np.copyto(a[1], a[0] @ theta)  # sparse @ dense: a dense (m, S[1]) product
+            a[1] += b
+        else:
+            blas.affine(a[l - 1], theta, b, out=a[l], scratch=scratch[l])  # z = a Theta + b
         g[l](a[l], a[l])  # a[l] = g(z[l]), in place
     return a[len(net.weights)]
 
@@ -231,7 +246,8 @@ def backward(
     *,
     weight_decay: float = 0.0,
     sgd_rate: float | None = None,
-    mean_of: float | None = None,
+    scale: float | None = None,
+    accumulate: bool = False,
 ) -> None:
     """Backward dynamic programme: fill ``ws.dtheta`` and ``ws.db`` after :func:`forward`.
 
@@ -263,36 +279,74 @@ def backward(
         ``b[l] := b[l] - alpha dC/db[l]``, in one product each (the gradient is never
         stored and ``ws.dtheta``, ``ws.db`` are left alone). ``delta[l-1]`` is formed
         from ``Theta[l]`` before its update, so the result is the SGD step.
-    mean_of : float, optional
-        The denominator of the mean: ``m`` (or ``sum_i w_i`` with ``weights``) when
-        omitted. Data-parallel training passes the whole batch's, so that the gradients
-        of its slices, one per process, add up to the batch's gradient.
+    scale : float, optional
+        The factor on row ``i`` of ``delta[L]`` in place of ``1/m`` (times ``w_i`` with
+        ``weights``, in place of ``w_i / sum_i w_i``): a batch that is one chunk of a
+        larger set passes ``1/M`` (or ``1/sum`` of all ``M`` weights) for the set's mean.
+    accumulate : bool, default False
+        Add the batch's gradients to ``ws.dtheta`` and ``ws.db`` instead of overwriting
+        them, so that the chunks of a set sum to the set's gradient (``weight_decay``
+        is then not applied: add ``lambda Theta[l]`` once, after the last chunk).
     """
     a, delta, blas = ws.a, ws.delta, ws.blas
     L, m = len(net.weights), ws.m
     if weights is None:
-        ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0 / (mean_of or m))
+        ws.output_delta(
+            a[L], Y, net.activations[L - 1], delta[L], 1.0 / m if scale is None else scale
+        )
     else:
         ws.output_delta(a[L], Y, net.activations[L - 1], delta[L], 1.0)
-        total = weights.sum() if mean_of is None else mean_of
-        delta[L] *= (weights / total if total > 0 else weights)[:, None]
+        if scale is None:
+            total = weights.sum()
+            delta[L] *= (weights / total if total > 0 else weights)[:, None]
+        else:
+            delta[L] *= (weights * scale)[:, None]
     for l in range(L, 0, -1):
         theta, b = net.weights[l - 1], net.biases[l - 1]
         if l > 1:  # delta[l-1] before Theta[l] changes
             blas.matmul_bt(delta[l], theta, out=delta[l - 1])
+        weight_gradient = _sparse_matmul_at if l == 1 and sparse.issparse(a[0]) else None
         if sgd_rate is None:
-            if weight_decay:
+            beta = 1.0 if accumulate else weight_decay
+            if weight_decay and not accumulate:
                 np.copyto(ws.dtheta[l - 1], theta)
-            blas.matmul_at(a[l - 1], delta[l], out=ws.dtheta[l - 1], beta=weight_decay)
-            blas.column_sums(delta[l], ws.ones, out=ws.db[l - 1])
+            if weight_gradient is not None:
+                weight_gradient(a[0], delta[1], ws.dtheta[0], 1.0, beta)
+            else:
+                blas.matmul_at(a[l - 1], delta[l], out=ws.dtheta[l - 1], beta=beta)
+            blas.column_sums(delta[l], ws.ones, out=ws.db[l - 1], beta=1.0 if accumulate else 0.0)
         else:
             decay = 1.0 - sgd_rate * weight_decay
-            blas.matmul_at(
-                a[l - 1], delta[l], out=theta, alpha=-sgd_rate, beta=decay, scratch=ws.scratch[l]
-            )
+            if weight_gradient is not None:
+                weight_gradient(a[0], delta[1], theta, -sgd_rate, decay)
+            else:
+                blas.matmul_at(
+                    a[l - 1],
+                    delta[l],
+                    out=theta,
+                    alpha=-sgd_rate,
+                    beta=decay,
+                    scratch=ws.scratch[l],
+                )
             blas.column_sums(delta[l], ws.ones, out=b, alpha=-sgd_rate, beta=1.0)
         if l > 1:
             ws.g_backprop[l - 1](a[l - 1], delta[l - 1])
+
+
+def _sparse_matmul_at(
+    X: Any, delta: np.ndarray, out: np.ndarray, alpha: float, beta: float
+) -> None:
+    """``out := alpha X.T @ delta + beta out`` for a sparse batch ``X`` (CSR, so ``X.T`` is
+    CSC and the product walks each stored entry once)."""
+    product = X.T @ delta
+    if alpha != 1.0:
+        product *= alpha
+    if beta == 0.0:
+        np.copyto(out, product)
+    else:
+        if beta != 1.0:
+            out *= beta
+        out += product
 
 
 class SgdStep:

@@ -15,9 +15,10 @@ Both also take an optional ``scratch``, an array of ``a``'s shape they may overw
 instead of allocating a temporary; the engine passes its workspace's (see
 :func:`deltaflow.activations.accepts_scratch`).
 
-The matched pairs (softmax with cross-entropy, sigmoid with binary cross-entropy) have
-``delta^(L) = a - y``: the ``1/a`` of the cost's derivative cancels against ``g'``. That
-shortcut holds *only* for the matched activation, so those two losses refuse any other
+The matched pairs (softmax with cross-entropy, sigmoid with binary cross-entropy, the
+exponential with the Poisson deviance) have ``delta^(L) = a - y``: the cost's derivative
+cancels against ``g'``. That
+shortcut holds *only* for the matched activation, so those losses refuse any other
 output activation; the squared error follows the general rule ``delta = dC/da * g'(z)``
 with whatever output it is given. The backward pass has no special cases.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+from scipy.special import xlogy
 
 from deltaflow.engine.activations import Activation, accepts_scratch
 from deltaflow.errors import ConfigError
@@ -36,6 +38,7 @@ __all__ = [
     "BinaryCrossEntropy",
     "CrossEntropy",
     "Loss",
+    "Poisson",
     "SquaredError",
     "get_loss",
 ]
@@ -173,6 +176,39 @@ class BinaryCrossEntropy(_MatchedPair):
         return -float(np.vdot(y, np.log(p)) + np.vdot(1 - y, np.log1p(-p))) / a.shape[0]
 
 
+class Poisson(_MatchedPair):
+    """Half the Poisson deviance, ``C_i = sum_j [y_j log(y_j / a_j) - y_j + a_j]``, with an
+    exponential output ``a = e^z`` (the predicted mean, always positive).
+
+    ``dC_i/da_j = 1 - y_j / a_j`` and ``g' = a``, so ``delta^(L) = a - y``. The cost is
+    scikit-learn's ``loss="poisson"`` exactly, the constant ``y log y - y`` included (it
+    makes ``C_i = 0`` at ``a = y``); targets must be non-negative counts or rates.
+    """
+
+    name = "poisson"
+    default_output = "exp"
+
+    def value(
+        self,
+        a: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray | None = None,
+        scratch: Scratch = None,
+    ) -> float:
+        # y log(y / a) as xlogy(y, y) - y log(a): no y / a, which overflows where a
+        # underflowed to 0; clipping a at `tiny` keeps log(a) finite there
+        tiny = np.finfo(a.dtype).tiny
+        y_log_a = np.log(np.maximum(a, tiny, out=scratch), out=scratch)
+        y_log_a *= y
+        per_unit = xlogy(y, y)
+        per_unit -= y_log_a
+        per_unit -= y
+        per_unit += a
+        if weights is not None:
+            return _weighted_mean(per_unit.sum(axis=1), weights)
+        return float(per_unit.sum()) / a.shape[0]
+
+
 def _takes_scratch(activation: Activation) -> bool:
     """Whether ``activation.backprop`` takes a scratch buffer."""
     return accepts_scratch(activation.backprop)
@@ -185,7 +221,7 @@ def _weighted_mean(c: np.ndarray, weights: np.ndarray) -> float:
 
 
 LOSSES: dict[str, type] = {
-    cls.name: cls for cls in (SquaredError, CrossEntropy, BinaryCrossEntropy)
+    cls.name: cls for cls in (SquaredError, CrossEntropy, BinaryCrossEntropy, Poisson)
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine.backprop import Workspace
 
@@ -93,8 +94,10 @@ class ArraySource:
 
     Parameters
     ----------
-    X : ndarray of shape (m, S[0])
-        Inputs, of the network's dtype.
+    X : ndarray or scipy.sparse CSR matrix of shape (m, S[0])
+        Inputs, of the network's dtype. Sparse rows are gathered as a CSR batch that
+        replaces ``ws.a[0]`` (the workspace is then made without an input buffer; see
+        :attr:`sparse`).
     Y : ndarray of shape (m, S[L])
         Encoded targets, of the network's dtype.
     W : ndarray of shape (m,), optional
@@ -117,6 +120,8 @@ class ArraySource:
                 + ("" if W is None else f" and W has shape {W.shape}")
             )
         self.X, self.Y, self.W = X, Y, W
+        #: True for sparse X: each batch is handed over as a CSR matrix in ws.a[0]
+        self.sparse = sparse.issparse(X)
         self.m = X.shape[0]
         self.total_weight = self.m if W is None else float(W.sum())
         self.shuffle = shuffle
@@ -147,7 +152,10 @@ class ArraySource:
             batch = full if len(idx) == bs else last
             assert batch is not None
             batch.start = start
-            X.take(idx, axis=0, out=batch.ws.a[0], mode="clip")
+            if self.sparse:
+                batch.ws.a[0] = X[idx]  # a CSR batch: the rows' entries, nothing dense
+            else:
+                X.take(idx, axis=0, out=batch.ws.a[0], mode="clip")
             Y.take(idx, axis=0, out=batch.Y, mode="clip")
             if W is not None:
                 W.take(idx, out=batch.W, mode="clip")

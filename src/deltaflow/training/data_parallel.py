@@ -173,8 +173,6 @@ class DataParallelStep(Hook):
         since the gradient must be summed first).
     weight_decay : float
         ``lambda``, added once to the summed gradient (not once per rank).
-    rows : int
-        The most rows a rank holds: ``ceil(B / ranks)``.
     labels : bool
         Count right guesses (class targets).
     track_delta_norms : bool
@@ -182,9 +180,9 @@ class DataParallelStep(Hook):
 
     Attributes
     ----------
-    ws : Workspace
-        The rank's workspace; its ``grad`` (with the ``dtheta``, ``db`` views) lies at
-        the front of ``flat``.
+    ws : Workspace or None
+        The rank's workspace, from :meth:`workspace`; its ``grad`` (with the ``dtheta``,
+        ``db`` views) lies at the front of ``flat``.
     flat : ndarray
         The gradient followed by the step's figures: what the all-reduce sums.
     """
@@ -197,7 +195,6 @@ class DataParallelStep(Hook):
         net: Network,
         optimizer: Optimizer,
         weight_decay: float,
-        rows: int,
         *,
         labels: bool,
         track_delta_norms: bool = False,
@@ -208,12 +205,20 @@ class DataParallelStep(Hook):
         n_stats = _NORMS + net.L  # the delta norms' slots are summed only when tracked
         self.flat = np.zeros(n_params + n_stats, dtype=net.dtype)
         self.grad, self.stats = self.flat[:n_params], self.flat[n_params:]
-        self.ws = backprop.Workspace(net, rows, gradients=False)
-        self.ws.grad = self.grad
-        self.ws.dtheta, self.ws.db = params.split(self.grad, net.sizes)
-        self.pred = np.empty(rows, dtype=np.intp)
+        self.ws: backprop.Workspace | None = None
+        self.pred = np.empty(0, dtype=np.intp)
         self.lr, self.hits, self.seen = 0.0, 0, 0
         self._params, self._grads = [net.params], [self.grad]
+
+    def workspace(self, batch_size: int) -> backprop.Workspace:
+        """The rank's workspace for its ``ceil(batch_size / ranks)`` rows, the gradient
+        in the buffer the all-reduce sums (the loop asks for it once)."""
+        rows = -(-batch_size // self.comm.size)
+        ws = self.ws = backprop.Workspace(self.net, rows, gradients=False)
+        ws.grad = self.grad
+        ws.dtheta, ws.db = params.split(self.grad, self.net.sizes)
+        self.pred = np.empty(rows, dtype=np.intp)
+        return ws
 
     def start_epoch(self, learning_rate: float) -> None:
         self.lr, self.hits, self.seen = learning_rate, 0, 0
@@ -240,7 +245,9 @@ class DataParallelStep(Hook):
             pred = self.pred[: batch.rows]
             predict_into(a_L, pred)
             self.stats[_HITS] = np.count_nonzero(pred == batch.labels)
-        backprop.backward(net, ws, batch.Y, W, mean_of=batch.total)
+        # the whole batch's 1/B (or 1/sum of its weights) on this rank's rows
+        scale = 1.0 / batch.total if batch.total > 0 else 1.0
+        backprop.backward(net, ws, batch.Y, W, scale=scale)
         if self.norms:
             # delta carries the whole batch's 1/B, so the ranks' sums of |delta| / S[l]
             # add up to the one-process figure
@@ -249,7 +256,7 @@ class DataParallelStep(Hook):
 
     def update(self, batch: Batch) -> None:
         if self.weight_decay:
-            for g, theta in zip(self.ws.dtheta, self.net.weights):
+            for g, theta in zip(batch.ws.dtheta, self.net.weights):
                 g += self.weight_decay * theta
         self.optimizer.step(self._params, self._grads, self.lr)
 
@@ -284,7 +291,7 @@ class RankValidation(Validation):
     def on_batches_end(self, state: TrainingState) -> None:
         k = self.hi - self.lo
         sums = np.zeros(2)
-        if k:
+        if k and self.ws is not None:  # a data-parallel network is on the CPU
             cost, acc = evaluate_arrays(state.net, self.X, self.Y, self.labels, self.ws)
             sums[:] = cost * k, (acc or 0.0) * k
         self.comm.allreduce_sum(sums)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine import backprop
 from deltaflow.engine import params as flat
@@ -191,8 +192,9 @@ class DivergenceGuard(Hook):
     the loop before each update, :meth:`check_cost`) or non-finite parameters after the
     epoch's last update (which no later batch's cost would see)."""
 
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: Network, inputs: Any = None) -> None:
         self.snapshot = np.empty_like(net.params)
+        self.inputs = inputs  # the training inputs, to tell when they are the cause
 
     def on_epoch_begin(self, state: TrainingState) -> None:
         np.copyto(self.snapshot, state.net.params)
@@ -202,7 +204,7 @@ class DivergenceGuard(Hook):
             np.copyto(state.net.params, self.snapshot)
             raise DivergenceError(
                 f"the cost became {cost} at epoch {state.epoch + 1}, batch {batch_number}; "
-                f"try a smaller learning rate than {state.learning_rate:g}"
+                + self._advice(state)
             )
 
     def on_batches_end(self, state: TrainingState) -> None:
@@ -210,8 +212,34 @@ class DivergenceGuard(Hook):
             np.copyto(state.net.params, self.snapshot)
             raise DivergenceError(
                 f"the parameters became infinite or NaN in the last batch of epoch "
-                f"{state.epoch + 1}; try a smaller learning rate than {state.learning_rate:g}"
+                f"{state.epoch + 1}; " + self._advice(state)
             )
+
+    def _advice(self, state: TrainingState) -> str:
+        remedy = f"a smaller learning rate than {state.learning_rate:g}"
+        return remedy if self.inputs is None else divergence_advice(self.inputs, remedy)
+
+
+#: inputs larger than this in absolute value are named as a cause of divergence
+LARGE_INPUT = 1e4
+
+
+def largest_magnitude(X: Any, rows: int = 4096) -> float:
+    """``max |X|`` of a dense or sparse ``X``, in blocks of rows (no copy of the whole set)."""
+    if sparse.issparse(X):
+        return float(np.abs(X.data).max()) if X.nnz else 0.0
+    return max(float(np.abs(X[i : i + rows]).max()) for i in range(0, X.shape[0], rows))
+
+
+def divergence_advice(X: Any, remedy: str) -> str:
+    """What to try after a divergence: scale the inputs when they are large, else ``remedy``."""
+    largest = largest_magnitude(X)
+    if largest > LARGE_INPUT:
+        return (
+            f"X has values as large as {largest:.3g}: scale the inputs first (for example "
+            f"to mean 0 and standard deviation 1), or try {remedy}"
+        )
+    return f"try {remedy}"
 
 
 def labels_of(Yenc: np.ndarray) -> np.ndarray:
@@ -253,6 +281,18 @@ def evaluate_arrays(
     return total / m, (hits / m if labels is not None else None)
 
 
+def evaluate_outputs(
+    net: Network, out: np.ndarray, Yenc: np.ndarray, labels: np.ndarray | None
+) -> tuple[float, float | None]:
+    """Cost and accuracy (None without ``labels``) of outputs ``out = a[L]``."""
+    accuracy = None
+    if labels is not None:
+        pred = np.empty(out.shape[0], dtype=np.intp)
+        predict_into(out, pred)
+        accuracy = int(np.count_nonzero(pred == labels)) / out.shape[0]
+    return float(net.loss.value(out, Yenc)), accuracy
+
+
 class Validation(Hook):
     """The validation cost and accuracy after every epoch, into ``state.val_*``.
 
@@ -270,9 +310,18 @@ class Validation(Hook):
         self, net: Network, X: np.ndarray, Y: np.ndarray, labels: np.ndarray | None, rows: int
     ) -> None:
         self.X, self.Y, self.labels = X, Y, labels
-        self.ws = backprop.Workspace(net, min(rows, X.shape[0]))
+        self.ws = (
+            backprop.Workspace(net, min(rows, X.shape[0]), input_buffer=not sparse.issparse(X))
+            if net.device == "cpu"
+            else None
+        )
 
     def on_batches_end(self, state: TrainingState) -> None:
+        if self.ws is None:  # on a device: the outputs come back, the rest is done here
+            state.val_cost, state.val_accuracy = evaluate_outputs(
+                state.net, state.net.forward(self.X), self.Y, self.labels
+            )
+            return
         state.val_cost, state.val_accuracy = evaluate_arrays(
             state.net, self.X, self.Y, self.labels, self.ws
         )

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine import backprop
 from deltaflow.engine.blas import cap_threads
@@ -51,6 +52,7 @@ from deltaflow.training.hooks import (
     TrainingState,
     Validation,
     evaluate_arrays,
+    evaluate_outputs,
     labels_of,
     predict_into,
 )
@@ -75,7 +77,9 @@ def evaluate(net: Network, X: Any, Y: Any, *, chunk: int = 4096) -> tuple[float,
     """
     X = net.check_X(X)
     Yenc, is_class = net.encode_targets(Y, X.shape[0])
-    ws = backprop.Workspace(net, min(chunk, X.shape[0]))
+    if net.device != "cpu":  # the outputs (m x S[L]) come back from the device
+        return evaluate_outputs(net, net.forward(X), Yenc, labels_of(Yenc) if is_class else None)
+    ws = backprop.Workspace(net, min(chunk, X.shape[0]), input_buffer=not sparse.issparse(X))
     return evaluate_arrays(net, X, Yenc, labels_of(Yenc) if is_class else None, ws)
 
 
@@ -122,7 +126,9 @@ def fit(
     Parameters
     ----------
     net : Network
-    X : array-like of shape (m, S[0])
+    X : array-like or scipy.sparse matrix of shape (m, S[0])
+        Sparse input (CSR, CSC or any scipy.sparse format) is kept sparse: batches are
+        gathered as CSR rows and the first layer multiplies them sparse @ dense.
     Y : array-like
         Class indices of shape (m,), one-hot rows of shape (m, S[L]), or real-valued
         targets of shape (m, S[L]) (or (m,) for one output).
@@ -137,7 +143,11 @@ def fit(
         Rows per step (the last batch of an epoch may be smaller).
     learning_rate : float
         ``alpha``; with ``schedule`` the rate of the first epoch.
-    optimizer : {"sgd", "momentum", "nesterov", "adam"}
+    optimizer : {"sgd", "momentum", "nesterov", "adam", "lbfgs"}
+        ``lbfgs`` is full-batch L-BFGS (:mod:`deltaflow.training.lbfgs`): each epoch is
+        one iteration over the whole set, ``batch_size``, ``learning_rate`` and the
+        schedule do not apply, and neither checkpoints nor ``track_delta_norms`` are
+        available.
     momentum, beta1, beta2, eps : float
         Settings of momentum/Nesterov and of Adam.
     weight_decay : float
@@ -205,6 +215,27 @@ def fit(
         start of that epoch (the last finite ones known).
     """
     epochs = _positive_int(epochs, "epochs")
+    if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
+        return _fit_lbfgs(
+            net,
+            X,
+            Y,
+            sample_weight=sample_weight,
+            epochs=epochs,
+            weight_decay=weight_decay,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            early_stopping=early_stopping,
+            patience=_positive_int(patience, "patience"),
+            min_delta=min_delta,
+            callbacks=callbacks,
+            seed=seed,
+            unsupported={
+                "checkpoint_dir": checkpoint_dir is not None or resume,
+                "track_delta_norms": track_delta_norms,
+                "comm": comm is not None,
+            },
+        )
     batch_size = _positive_int(batch_size, "batch_size")
     if not 0.0 <= validation_split < 1.0:
         raise ConfigError(f"validation_split must be in [0, 1), got {validation_split}")
@@ -246,23 +277,24 @@ def fit(
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
-    bs = min(batch_size, data.X.shape[0])
-    dp = None  # the data-parallel step, only when there is a communicator
-    if comm is None:
-        source: BatchSource = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
-        step: Step = make_step(net, opt, weight_decay)
-    else:
-        source, dp = _data_parallel(
-            comm, net, data, opt, weight_decay, bs, shuffle, track_delta_norms
-        )
-        step = dp
-    if source.total_weight <= 0:
+    if data.W is not None and float(data.W.sum()) <= 0:
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
+    bs = min(batch_size, data.X.shape[0])
+    dp = None  # the data-parallel step, only when there is a communicator
+    if comm is not None:
+        dp = _data_parallel(comm, net, data, opt, weight_decay, bs, track_delta_norms)
     hooks = _epoch_hooks(net, data, bs, track_delta_norms, early_stopping, patience, min_delta, dp)
     hooks.append(Callbacks(callbacks))
-    if dp is not None:
+    if net.device != "cpu":
+        no_checkpoints = {"checkpoints": checkpoint_dir is not None}
+        return _fit_on_device(net, data, opt, weight_decay, shuffle, bs, epochs, rate, rng, hooks,
+                              track_delta_norms=track_delta_norms, **no_checkpoints)  # fmt: skip
+    if dp is None:
+        source: BatchSource = ArraySource(data.X, data.Y, data.W, shuffle=shuffle)
+    else:
+        source = RankSource(dp.comm, data.X, data.Y, data.W, data.labels, bs, shuffle=shuffle)
         hooks.append(StopVote(dp.comm))  # a callback on one rank stops them all
     if checkpoint_dir is not None:
         hooks.append(
@@ -281,10 +313,39 @@ def fit(
             )
         )
     if dp is None:
+        step = make_step(net, opt, weight_decay)
         return run(net, source, step, epochs, bs, rate, rng, hooks, labels=data.labels)
     hooks.append(SameStart(dp.comm, source, data.arrays(), config))
     # the step counts the right guesses itself; each rank's BLAS keeps to one thread
-    return run(net, source, step, epochs, bs, rate, rng, hooks, workspace=dp.ws, threads=1)
+    return run(net, source, dp, epochs, bs, rate, rng, hooks, threads=1)
+
+
+def _fit_on_device(
+    net: Network,
+    data: _Data,
+    opt: Optimizer,
+    weight_decay: float,
+    shuffle: bool,
+    batch_size: int,
+    epochs: int,
+    rate: Callable[[int], float],
+    rng: np.random.Generator,
+    hooks: list[Hook],
+    **unavailable: bool,
+) -> History:
+    """``fit``'s loop on the network's device: its own source and step, the same hooks
+    (validation, early stopping, callbacks); the training accuracy is not recorded.
+    ``unavailable`` names the options that a device does not offer yet, each True when
+    asked for."""
+    from deltaflow.training import device as on_device
+
+    on_device.check_options(**unavailable)
+    place = net._device
+    assert place is not None
+    source = on_device.make_source(place, data.X, data.Y, data.W, shuffle)
+    step = on_device.make_step(net, opt, place, weight_decay)
+    with place.activate():
+        return run(net, source, step, epochs, batch_size, rate, rng, hooks)
 
 
 def run(
@@ -298,7 +359,6 @@ def run(
     hooks: Sequence[Hook] = (),
     *,
     labels: np.ndarray | None = None,
-    workspace: backprop.Workspace | None = None,
     threads: int | None = None,
 ) -> History:
     """Train ``net`` for ``epochs`` epochs of ``source``'s batches through ``step``.
@@ -316,19 +376,24 @@ def run(
         The learning rate of each epoch ``0..epochs-1``.
     labels : ndarray of shape (source.m,), optional
         Class index of each of the source's rows, for the epoch's accuracy.
-    workspace : Workspace, optional
-        The step's own workspace (a data-parallel step's gradient lies in the buffer
-        its all-reduce sums); by default one for ``batch_size`` rows.
     threads : int, optional
         BLAS threads meanwhile; by default what suits ``batch_size`` rows.
     """
-    ws = workspace
-    if ws is None:
-        ws = backprop.Workspace(net, batch_size, gradients=step.needs_gradients)
+    make_workspace = getattr(step, "workspace", None)  # a device step brings its own
+    if make_workspace is not None:
+        ws = make_workspace(batch_size)
+    else:
+        # a source of sparse rows hands each batch over as a CSR matrix, not in a dense a[0]
+        ws = backprop.Workspace(
+            net,
+            batch_size,
+            gradients=step.needs_gradients,
+            input_buffer=not getattr(source, "sparse", False),
+        )
     if threads is None:
         threads = backprop.blas_threads(net, batch_size)
     source.bind(ws)
-    guard = DivergenceGuard(net)
+    guard = DivergenceGuard(net, getattr(source, "X", None))
     hooks = [guard, *hooks]
     state = TrainingState(net, epochs)
     for hook in hooks:
@@ -434,7 +499,8 @@ class _Data:
 
     def arrays(self) -> list[np.ndarray]:
         """The arrays a checkpoint's data fingerprint covers."""
-        return [a for a in (self.X, self.Y, self.Xv, self.Yv, self.W) if a is not None]
+        arrays = (*_arrays_of(self.X), self.Y, *_arrays_of(self.Xv), self.Yv, self.W)
+        return [a for a in arrays if a is not None]
 
 
 def _prepare_data(
@@ -526,28 +592,51 @@ def _data_parallel(
     optimizer: Optimizer,
     weight_decay: float,
     batch_size: int,
-    shuffle: bool,
     track_delta_norms: bool,
-) -> tuple[RankSource, DataParallelStep]:
-    """The source and step of a data-parallel run: each rank's block of every batch."""
+) -> DataParallelStep:
+    """The step of a data-parallel run, after checking that the run can be one."""
     if batch_size < comm.size:
         raise ConfigError(
             f"batch_size={batch_size} is smaller than the {comm.size} ranks, and every rank "
             f"needs rows of each batch; use batch_size >= {comm.size} (and as many "
             "training rows) or fewer ranks"
         )
-    source = RankSource(comm, data.X, data.Y, data.W, data.labels, batch_size, shuffle=shuffle)
-    rows = -(-batch_size // comm.size)
-    step = DataParallelStep(
+    if net.device != "cpu" or sparse.issparse(data.X):
+        raise ConfigError(
+            "data-parallel training (comm=) runs on the CPU with dense rows; leave out "
+            "comm, or train a CPU network on a dense array"
+        )
+    return DataParallelStep(
         comm,
         net,
         optimizer,
         weight_decay,
-        rows,
         labels=data.labels is not None,
         track_delta_norms=track_delta_norms,
     )
-    return source, step
+
+
+def _arrays_of(X: Any) -> tuple[Any, ...]:
+    """The arrays that hold ``X``'s values: itself, or a sparse matrix's three."""
+    if sparse.issparse(X):
+        return X.data, X.indices, X.indptr
+    return (X,)
+
+
+def _fit_lbfgs(
+    net: Network, X: Any, Y: Any, unsupported: dict[str, bool], **kwargs: Any
+) -> History:
+    """``fit`` with ``optimizer="lbfgs"`` (:mod:`deltaflow.training.lbfgs`)."""
+    from deltaflow.training.lbfgs import fit_lbfgs  # it builds on this module's parts
+
+    for name, used in unsupported.items():
+        if used:
+            raise ConfigError(f"{name} is not available with optimizer='lbfgs'; leave it out")
+    if not 0.0 <= kwargs["validation_split"] < 1.0:
+        raise ConfigError(f"validation_split must be in [0, 1), got {kwargs['validation_split']}")
+    if kwargs["weight_decay"] < 0:
+        raise ConfigError(f"weight_decay must be non-negative, got {kwargs['weight_decay']}")
+    return fit_lbfgs(net, X, Y, **kwargs)
 
 
 def _sample_weights(sample_weight: Any, m: int, dtype: np.dtype) -> np.ndarray | None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
+from scipy import sparse
 
 from deltaflow.engine import backprop
 from deltaflow.engine.blas import writable_in_place
@@ -81,7 +82,7 @@ class FusedSgdStep:
         self._bound = {}
 
     def forward(self, batch: Batch) -> float:
-        if batch.W is None:
+        if self._binds(batch):
             step = self._bound.get(batch.n)
             if step is None:
                 step = self._bound[batch.n] = backprop.SgdStep(
@@ -93,7 +94,7 @@ class FusedSgdStep:
         return backprop.cost(self.net, batch.ws, batch.Y, batch.W)
 
     def update(self, batch: Batch) -> None:
-        if batch.W is None:
+        if self._binds(batch):
             self._bound[batch.n].backward()
         else:
             backprop.backward(
@@ -105,6 +106,12 @@ class FusedSgdStep:
                 sgd_rate=self.lr,
             )
         self.optimizer.count_step()
+
+    @staticmethod
+    def _binds(batch: Batch) -> bool:
+        """Whether the batch runs on a bound step: unweighted, with a dense ``a[0]`` (a
+        sparse batch is a new matrix each time, which a bound step could not follow)."""
+        return batch.W is None and not sparse.issparse(batch.ws.a[0])
 
 
 class OptimizerStep:
