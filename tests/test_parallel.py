@@ -159,6 +159,13 @@ def test_a_comm_that_is_not_an_mpi4py_communicator_is_refused():
         fit(net, X, y, comm=[0, 1], **kwargs)
 
 
+def test_lbfgs_refuses_a_comm():
+    net, X, y, _ = mpi_worker.problem(spec_of())
+    with pytest.raises(ConfigError) as info:
+        fit(net, X, y, optimizer="lbfgs", comm=[0, 1], epochs=3)
+    assert str(info.value) == "comm is not available with optimizer='lbfgs'; leave it out"
+
+
 def test_mpiexec_without_mpi4py_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails as when not installed
