@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from deltaflow import __version__
@@ -27,6 +28,7 @@ from deltaflow.cli import (
     train,
 )
 from deltaflow.errors import DeltaflowError
+from deltaflow.parallel import launched_rank
 
 __all__ = ["build_parser", "main"]
 
@@ -67,20 +69,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return int(args.func(args))
     except _UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _report(f"error: {exc}")
         return 2
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
     except DeltaflowError as exc:
-        print(f"deltaflow: error: {exc}", file=sys.stderr)
+        _report(f"deltaflow: error: {exc}")
         return 2
     except KeyboardInterrupt:
         print("deltaflow: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"deltaflow: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        _report(f"deltaflow: error: {exc.strerror or exc}{where}")
         return 2
+
+
+def _report(line: str) -> None:
+    """Print an error's one line; under ``mpiexec`` rank 0 alone prints it.
+
+    The other ranks wait a moment before they return, because the launcher ends the
+    whole job as soon as one process exits with an error, and rank 0's line would be lost.
+    """
+    rank = launched_rank()
+    if rank is None or rank == 0:
+        print(line, file=sys.stderr)
+    else:
+        time.sleep(2.0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,7 @@ from deltaflow.engine.devices import get_device
 from deltaflow.engine.losses import LOSSES
 from deltaflow.errors import ConfigError, DataError, DivergenceError, ModelFileError
 from deltaflow.network import Network
+from deltaflow.parallel import Communicator, world
 from deltaflow.training import checkpoint
 from deltaflow.training.loop import EpochRecord, evaluate
 from deltaflow.training.optimizers import OPTIMIZERS, SCHEDULES
@@ -204,10 +205,12 @@ def activation_arg(text: str) -> str | list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = stderr_console(args.quiet)
+    # under mpiexec: train data-parallel, rank 0 alone printing and writing files
+    comm = world()
+    console = stderr_console(args.quiet or (comm is not None and not comm.is_root))
     # warnings (a damaged checkpoint skipped) are news for the user: one line each,
-    # once, shown with --quiet too
-    warner = stderr_console()
+    # once, shown with --quiet too (by rank 0 alone under mpiexec)
+    warner = stderr_console(comm is not None and not comm.is_root)
     seen: set[str] = set()
 
     def show(message: Any, *_: Any, **__: Any) -> None:
@@ -219,11 +222,12 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", checkpoint.CheckpointWarning)
         warnings.showwarning = show
-        return _run(args, console, show)
+        return _run(args, console, show, comm)
 
 
-def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
-    out = Console(highlight=False, soft_wrap=True)
+def _run(args: argparse.Namespace, console: Console, warn: Any, comm: Communicator | None) -> int:
+    root = comm is None or comm.is_root
+    out = Console(highlight=False, soft_wrap=True, quiet=not root)
     get_device(args.device)  # no GPU, no CuPy: one line and nothing written
     ckpt = _resume_args(args) if args.resume else None
     if args.epochs is None:
@@ -237,8 +241,10 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
                 f"{existing[0][1].name}); pass --resume {args.checkpoint_dir} to continue that "
                 "run, or --force to delete them and start over"
             )
-        if existing:
+        if existing and root:
             checkpoint.clear_checkpoints(args.checkpoint_dir)
+        if existing and comm is not None:
+            comm.barrier()  # no rank starts before they are gone
 
     data = load_data(args, console)
     split = split_rows(data, args.test_fraction, args.seed, source_id(args.data))
@@ -298,6 +304,8 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
     if ckpt is not None:
         console.print(f"resuming from {escape(str(ckpt.path))} after epoch {ckpt.epoch}")
     extra = _model_extra(args, data, split, scaling)
+    if comm is not None:
+        console.print(f"data-parallel over {comm.size} MPI ranks")
     t0 = time.perf_counter()
     try:
         # fit reports a diverging run itself (DivergenceError); numpy's overflow warnings
@@ -307,15 +315,17 @@ def _run(args: argparse.Namespace, console: Console, warn: Any) -> int:
             np.errstate(over="ignore", invalid="ignore", divide="ignore"),
             _threads(args.threads),
         ):
-            history = _fit(net, X, y, lr, args, bar)
+            history = _fit(net, X, y, lr, args, bar, comm)
     except DivergenceError as exc:
-        if checked.save is None:
+        if checked.save is None or not root:
             raise
         io.save(net, checked.save, extra=extra)  # fit restored the epoch's finite start
         raise DivergenceError(
             f"{exc}; saved the last finite weights (from the start of that epoch) to {checked.save}"
         ) from None
     seconds = time.perf_counter() - t0
+    if not root:
+        return 0  # every rank holds the same weights; rank 0 reports and saves them
     test_cost, test_acc = evaluate(net, X_test, y_test)
     stopped = " (stopped early)" if history.stopped_early else ""
     ran = len(history) - (ckpt.epoch if ckpt else 0)
@@ -527,7 +537,15 @@ def _learning_rate(value: Any) -> float | str | None:
     return rate
 
 
-def _fit(net: Network, X: Any, y: Any, lr: float, args: argparse.Namespace, bar: Any) -> Any:
+def _fit(
+    net: Network,
+    X: Any,
+    y: Any,
+    lr: float,
+    args: argparse.Namespace,
+    bar: Any,
+    comm: Communicator | None,
+) -> Any:
     stored = {key: getattr(args, key) for key in _STORED}
     for key in ("data_dir", "save"):  # a resumed run may start elsewhere
         if stored[key] is not None:
@@ -557,6 +575,7 @@ def _fit(net: Network, X: Any, y: Any, lr: float, args: argparse.Namespace, bar:
         resume=bool(args.resume),
         checkpoint_extra={"cli": stored},
         track_delta_norms=_pictures.wants_delta_norms(args),
+        comm=comm,
     )
 
 

@@ -51,6 +51,10 @@ class Batch:
         self.n = ws.m
         self.start = 0
 
+    def weight(self) -> float:
+        """The denominator of the batch's cost: its rows, or the sum of their weights."""
+        return self.n if self.W is None else float(self.W.sum())
+
 
 class BatchSource(Protocol):
     """Serves an epoch's batches into a workspace, in an order it owns.

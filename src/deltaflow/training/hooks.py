@@ -14,7 +14,10 @@ writes the shared :class:`TrainingState` at fixed moments of a run:
 ===================  =========================================================
 
 Hooks run in the order given; :func:`deltaflow.training.fit` puts them in the order
-``DivergenceGuard, Validation, DeltaNorms, EarlyStopping, Callbacks, Checkpoints``.
+``DivergenceGuard, Validation, DeltaNorms, EarlyStopping, Callbacks, Checkpoints``; a
+data-parallel run (:mod:`deltaflow.training.data_parallel`) puts its step first,
+validates with each rank's share of the rows, votes on stopping after the callbacks and
+has the ranks compare their start after the checkpoint's restore.
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ class TrainingState:
         The epoch to start from, 0-based (a resumed run starts after its checkpoint).
     learning_rate : float
         The epoch's ``alpha``.
+    accuracy : float or None
+        The epoch's training accuracy, from ``on_batches_end`` on (None for regression).
     val_cost, val_accuracy : float or None
         The epoch's validation figures, once :class:`Validation` has run.
     record : EpochRecord or None
@@ -144,6 +149,7 @@ class TrainingState:
     epoch: int = 0
     first_epoch: int = 0
     learning_rate: float = 0.0
+    accuracy: float | None = None
     val_cost: float | None = None
     val_accuracy: float | None = None
     record: EpochRecord | None = None
@@ -322,15 +328,23 @@ class Validation(Hook):
 
 
 class DeltaNorms(Hook):
-    """Mean ``|delta[l]|`` of every layer per epoch, into ``history.delta_norms``."""
+    """Mean ``|delta[l]|`` of every layer per epoch, into ``history.delta_norms``.
 
-    def __init__(self) -> None:
+    ``norms_of(batch)``, when given, tells a batch's figures instead of its workspace (a
+    data-parallel step sums them over the ranks).
+    """
+
+    def __init__(self, norms_of: Callable[[Batch], list[float]] | None = None) -> None:
         self.norms: list[list[float]] = []
+        self.norms_of = norms_of
 
     def on_epoch_begin(self, state: TrainingState) -> None:
         self.norms = []
 
     def on_batch_end(self, state: TrainingState, batch: Batch) -> None:
+        if self.norms_of is not None:
+            self.norms.append(self.norms_of(batch))
+            return
         # mean * m = sum / S[l] undoes the engine's folded 1/m; sum costs a third of mean
         deltas = batch.ws.delta[1:]
         self.norms.append([float(np.abs(d).sum()) / d.shape[1] for d in deltas])
@@ -394,6 +408,9 @@ class Checkpoints(Hook):
         The validation split's permutation, stored so a resumed run takes the same.
     config, fingerprint, extra
         The settings, the data's digest and the caller's facts, stored in every file.
+    writes : bool, default True
+        Write checkpoints (in a data-parallel run rank 0 alone writes; every rank
+        restores).
     """
 
     def __init__(
@@ -409,8 +426,10 @@ class Checkpoints(Hook):
         config: dict[str, Any],
         fingerprint: str,
         extra: dict[str, Any] | None,
+        writes: bool = True,
     ) -> None:
         self.directory, self.every, self.resumed = directory, every, resumed
+        self.writes = writes
         self.optimizer, self.rng, self.source, self.split = optimizer, rng, source, split
         self.config, self.fingerprint, self.extra = config, fingerprint, extra
 
@@ -434,7 +453,7 @@ class Checkpoints(Hook):
     def on_epoch_end(self, state: TrainingState) -> None:
         done = state.epoch + 1
         finished = state.stop or done == state.epochs
-        if not (finished or done % self.every == 0):
+        if not self.writes or not (finished or done % self.every == 0):
             return
         best = None
         if state.best_params is not None:

@@ -30,8 +30,16 @@ from deltaflow.engine import backprop
 from deltaflow.engine.blas import cap_threads
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.network import Network, as_generator
+from deltaflow.parallel import Communicator, as_communicator
 from deltaflow.training import checkpoint
 from deltaflow.training.batches import ArraySource, BatchSource
+from deltaflow.training.data_parallel import (
+    DataParallelStep,
+    RankSource,
+    RankValidation,
+    SameStart,
+    StopVote,
+)
 from deltaflow.training.hooks import (
     Callbacks,
     Checkpoints,
@@ -118,6 +126,7 @@ def fit(
     resume: bool = False,
     checkpoint_extra: dict[str, Any] | None = None,
     track_delta_norms: bool = False,
+    comm: Any = None,
 ) -> History:
     """Train ``net`` in place by mini-batch gradient descent.
 
@@ -201,6 +210,14 @@ def fit(
     track_delta_norms : bool
         Record in ``History.delta_norms`` the mean ``|delta^(l)|`` of every layer, per
         epoch (one extra pass over each ``delta`` per batch; nothing when False).
+    comm : mpi4py intracommunicator, optional
+        Train data-parallel over its ranks (``MPI.COMM_WORLD`` under ``mpiexec``):
+        every rank calls ``fit`` with the same network, data and settings, draws the
+        same order, takes its share of the rows of every batch, and one all-reduce a
+        step sums the gradients, so every rank makes the same update and ends with the
+        same parameters (those of one process, up to the order of additions). Rank 0
+        alone writes checkpoints; ``checkpoint_dir`` must be a directory every rank
+        can read to resume. Each rank's BLAS keeps to one thread.
 
     Returns
     -------
@@ -238,6 +255,7 @@ def fit(
             unsupported={
                 "checkpoint_dir": checkpoint_dir is not None or resume,
                 "track_delta_norms": track_delta_norms,
+                "comm": comm is not None,
             },
         )
     batch_size = _positive_int(batch_size, "batch_size")
@@ -250,6 +268,7 @@ def fit(
     opt = get_optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps)
     rng = net.rng if seed is None else as_generator(seed)
     every = _positive_int(checkpoint_every, "checkpoint_every")
+    comm = as_communicator(comm)
     config = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -275,39 +294,36 @@ def fit(
     if checkpoint_dir is not None:
         ckpt = checkpoint.start_run(checkpoint_dir, resume, net, config)
     mode = shuffle_mode(shuffle, is_mapped(X))
-    source: ArraySource | MappedSource
     data: _Data | None = None
-    if is_mapped(X):  # from files: checked and converted a batch at a time, never copied
-        source = _mapped_source(
+    mapped: MappedSource | None = None
+    if is_mapped(X) and comm is None:  # from files: checked and converted a batch at a time
+        mapped = _mapped_source(
             net, X, Y, sample_weight, mode, validation_split, validation_data, rng, ckpt
         )
-        arrays, split, labels = source.arrays(), source.split, source.labels
+        arrays, split, labels, m = mapped.arrays(), mapped.split, mapped.labels, mapped.m
     else:
         data = _prepare_data(net, X, Y, sample_weight, validation_split, validation_data, rng, ckpt)
-        source = ArraySource(data.X, data.Y, data.W, shuffle=mode)
-        arrays, split, labels = data.arrays(), data.split, data.labels
+        arrays, split, labels, m = data.arrays(), data.split, data.labels, data.X.shape[0]
     fingerprint = _check_fingerprint(checkpoint_dir, ckpt, arrays)
-    if source.total_weight <= 0:
+    total_weight = mapped.total_weight if mapped is not None else _total_weight(data)
+    if total_weight <= 0:
         raise DataError(
             "sample_weight is zero for every training row; give some rows a positive weight"
         )
-    bs = min(batch_size, source.m)
-    # validation in chunks of at least 1024 rows
-    if isinstance(source, MappedSource):
-        validation: Hook | None = None
-        if source.val is not None:
-            validation = MappedValidation(net, source.val, source.val_rows, max(bs, 1024))
-    else:
-        assert data is not None  # an in-memory source comes with its prepared arrays
-        validation = _validation(net, data, max(bs, 1024))
+    bs = min(batch_size, m)
+    dp = None  # the data-parallel step, only when there is a communicator
+    if comm is not None:
+        assert data is not None  # a communicator's rows are prepared in memory or mapped
+        dp = _data_parallel(comm, net, data, opt, weight_decay, bs, track_delta_norms)
+    validation = _validation(net, data, mapped, dp, max(bs, 1024))
     if early_stopping and validation is None:
         raise ConfigError(
             "early_stopping needs validation data; pass validation_split or validation_data"
         )
-    hooks = _epoch_hooks(validation, track_delta_norms, early_stopping, patience, min_delta)
+    hooks = _epoch_hooks(validation, track_delta_norms, early_stopping, patience, min_delta, dp)
     hooks.append(Callbacks(callbacks))
     if net.device != "cpu":
-        if not isinstance(source, ArraySource) or data is None:
+        if data is None:
             raise ConfigError(
                 "memory-mapped data trains on the CPU for now; load it into memory "
                 "(np.asarray) to train on a GPU"
@@ -316,6 +332,18 @@ def fit(
         shuffled = mode is not None
         return _fit_on_device(net, data, opt, weight_decay, shuffled, bs, epochs, rate, rng, hooks,
                               track_delta_norms=track_delta_norms, **no_checkpoints)  # fmt: skip
+    source: BatchSource
+    if mapped is not None:
+        source = mapped
+    elif dp is None:
+        assert data is not None
+        source = ArraySource(data.X, data.Y, data.W, shuffle=mode)
+    else:
+        assert data is not None
+        source = RankSource(
+            dp.comm, data.X, data.Y, data.W, data.labels, bs, shuffle=mode is not None
+        )
+        hooks.append(StopVote(dp.comm))  # a callback on one rank stops them all
     if checkpoint_dir is not None:
         hooks.append(
             Checkpoints(
@@ -329,10 +357,15 @@ def fit(
                 config=config,
                 fingerprint=fingerprint,
                 extra=checkpoint_extra,
+                writes=dp is None or dp.comm.is_root,
             )
         )
+    if dp is not None:
+        hooks.append(SameStart(dp.comm, source, arrays, config))
+        # the step counts the right guesses itself; each rank's BLAS keeps to one thread
+        return run(net, source, dp, epochs, bs, rate, rng, hooks, threads=1)
     step = make_step(net, opt, weight_decay)
-    if not isinstance(source, MappedSource):
+    if mapped is None:
         return run(net, source, step, epochs, bs, rate, rng, hooks, labels=labels)
     undo = UndoOnBadData(net)
     try:
@@ -381,6 +414,7 @@ def run(
     hooks: Sequence[Hook] = (),
     *,
     labels: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> History:
     """Train ``net`` for ``epochs`` epochs of ``source``'s batches through ``step``.
 
@@ -397,6 +431,8 @@ def run(
         The learning rate of each epoch ``0..epochs-1``.
     labels : ndarray of shape (source.m,), optional
         Class index of each of the source's rows, for the epoch's accuracy.
+    threads : int, optional
+        BLAS threads meanwhile; by default what suits ``batch_size`` rows.
     """
     make_workspace = getattr(step, "workspace", None)  # a device step brings its own
     if make_workspace is not None:
@@ -409,15 +445,15 @@ def run(
             gradients=step.needs_gradients,
             input_buffer=not getattr(source, "sparse", False),
         )
+    if threads is None:
+        threads = backprop.blas_threads(net, batch_size)
     source.bind(ws)
     guard = DivergenceGuard(net, getattr(source, "X", None))
     hooks = [guard, *hooks]
     state = TrainingState(net, epochs)
     for hook in hooks:
         hook.on_train_begin(state)
-    epoch = _Epoch(
-        state, source, step, guard, hooks, labels, backprop.blas_threads(net, batch_size)
-    )
+    epoch = _Epoch(state, source, step, guard, hooks, labels, threads)
     for number in range(state.first_epoch, epochs):
         epoch.run(number, float(rate(number)), rng)
         if state.stop:
@@ -458,16 +494,16 @@ class _Epoch:
             hook.on_epoch_begin(state)
         self.step.start_epoch(learning_rate)
         total = self.batches(rng)
-        accuracy = None
+        state.accuracy = None
         if self.pred is not None and self.labels is not None:
             hits = int(np.count_nonzero(self.pred == self.labels[self.source.order]))
-            accuracy = hits / self.source.m
+            state.accuracy = hits / self.source.m
         for hook in self.hooks:
             hook.on_batches_end(state)
         state.record = EpochRecord(
             epoch=epoch + 1,
             cost=total / self.source.total_weight,
-            accuracy=accuracy,
+            accuracy=state.accuracy,
             val_cost=state.val_cost,
             val_accuracy=state.val_accuracy,
             learning_rate=learning_rate,
@@ -491,7 +527,7 @@ class _Epoch:
                 c = step.forward(batch)
                 if not math.isfinite(c):
                     guard.check_cost(state, c, number)
-                total += c * (batch.n if batch.W is None else float(batch.W.sum()))
+                total += c * batch.weight()
                 if pred is not None:  # the classes, for the epoch's accuracy
                     predict_into(batch.ws.a[L], pred[batch.start : batch.start + batch.n])
                 step.update(batch)
@@ -609,10 +645,30 @@ def _check_fingerprint(
     return fingerprint
 
 
-def _validation(net: Network, data: _Data, rows: int) -> Validation | None:
-    """Validation on the held-out arrays in chunks of ``rows``, if there are any."""
+def _total_weight(data: _Data | None) -> float:
+    """The sum of the training rows' sample weights (their count when unweighted)."""
+    assert data is not None
+    return float(data.W.sum()) if data.W is not None else float(data.X.shape[0])
+
+
+def _validation(
+    net: Network,
+    data: _Data | None,
+    mapped: MappedSource | None,
+    dp: DataParallelStep | None,
+    rows: int,
+) -> Hook | None:
+    """Validation on the held-out rows in chunks of ``rows``, if there are any: read from
+    the file for mapped data, split between the ranks in a data-parallel run."""
+    if mapped is not None:
+        if mapped.val is None:
+            return None
+        return MappedValidation(net, mapped.val, mapped.val_rows, rows)
+    assert data is not None
     if data.Xv is None or data.Yv is None:
         return None
+    if dp is not None:
+        return RankValidation(dp.comm, net, data.Xv, data.Yv, data.labels_v, rows)
     return Validation(net, data.Xv, data.Yv, data.labels_v, rows)
 
 
@@ -622,16 +678,49 @@ def _epoch_hooks(
     early_stopping: bool,
     patience: int,
     min_delta: float,
+    dp: DataParallelStep | None = None,
 ) -> list[Hook]:
-    """Validation, delta norms and the best epoch."""
-    hooks: list[Hook] = []
+    """Validation, delta norms and the best epoch; in a data-parallel run ``dp`` first
+    (the epoch's accuracy) and the delta norms as ``dp`` sums them."""
+    hooks: list[Hook] = [] if dp is None else [dp]
     if validation is not None:
         hooks.append(validation)
     if track_delta_norms:
-        hooks.append(DeltaNorms())
+        hooks.append(DeltaNorms(None if dp is None else dp.batch_norms))
     if validation is not None:
         hooks.append(EarlyStopping(patience, min_delta, stop=early_stopping))
     return hooks
+
+
+def _data_parallel(
+    comm: Communicator,
+    net: Network,
+    data: _Data,
+    optimizer: Optimizer,
+    weight_decay: float,
+    batch_size: int,
+    track_delta_norms: bool,
+) -> DataParallelStep:
+    """The step of a data-parallel run, after checking that the run can be one."""
+    if batch_size < comm.size:
+        raise ConfigError(
+            f"batch_size={batch_size} is smaller than the {comm.size} ranks, and every rank "
+            f"needs rows of each batch; use batch_size >= {comm.size} (and as many "
+            "training rows) or fewer ranks"
+        )
+    if net.device != "cpu" or sparse.issparse(data.X):
+        raise ConfigError(
+            "data-parallel training (comm=) runs on the CPU with dense rows; leave out "
+            "comm, or train a CPU network on a dense array"
+        )
+    return DataParallelStep(
+        comm,
+        net,
+        optimizer,
+        weight_decay,
+        labels=data.labels is not None,
+        track_delta_norms=track_delta_norms,
+    )
 
 
 def _arrays_of(X: Any) -> tuple[Any, ...]:

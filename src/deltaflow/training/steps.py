@@ -11,11 +11,13 @@ Two steps are here. :class:`FusedSgdStep` is plain SGD folded into the backward 
 (the update is made as each gradient is formed, which is why it needs no gradient
 buffer). :class:`OptimizerStep` forms the whole gradient in the workspace's flat buffer
 ``ws.grad`` and then updates ``net.params`` in one optimizer call. Between the two it
-calls ``reduce_gradient(ws.grad)``: the seam for data-parallel training, where an
-all-reduce averages the flat gradient over the ranks before every rank makes the same
-update. The fused step has no such moment (each layer is updated before the next
-gradient exists), so a distributed run uses :class:`OptimizerStep` (with plain SGD if
-wanted); a GPU step implements the same two methods on its own buffers.
+calls ``reduce_gradient(ws.grad)``, to change the gradient in place before the update.
+The fused step has no such moment (each layer is updated before the next gradient
+exists). Data-parallel training has its own step
+(:class:`~deltaflow.training.data_parallel.DataParallelStep`): its one all-reduce sums
+the gradient together with the batch's cost, which the loop must see before any update,
+so it runs in that step's ``forward``. A GPU step implements the same two methods on
+its own buffers.
 """
 
 from __future__ import annotations
