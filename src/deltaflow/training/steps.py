@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-from scipy import sparse
 
 from deltaflow.engine import backprop
 from deltaflow.engine.blas import writable_in_place
@@ -76,26 +75,25 @@ class FusedSgdStep:
         self.net, self.optimizer, self.weight_decay = net, optimizer, weight_decay
         self.lr = 0.0
         self._bound: dict[int, backprop.SgdStep] = {}
+        self._now: backprop.SgdStep | None = None
 
     def start_epoch(self, learning_rate: float) -> None:
         self.lr = learning_rate
         self._bound = {}
 
     def forward(self, batch: Batch) -> float:
-        if self._binds(batch):
-            step = self._bound.get(batch.n)
-            if step is None:
-                step = self._bound[batch.n] = backprop.SgdStep(
-                    self.net, batch.ws, batch.Y, self.lr, self.weight_decay
-                )
+        # the bound step for this batch, or None; update() runs the same one
+        step = self._now = self._bound_for(batch)
+        if step is not None:
             step.forward()
             return step.cost()
         backprop.forward(self.net, batch.ws)
         return backprop.cost(self.net, batch.ws, batch.Y, batch.W)
 
     def update(self, batch: Batch) -> None:
-        if self._binds(batch):
-            self._bound[batch.n].backward()
+        step = self._now
+        if step is not None:
+            step.backward()
         else:
             backprop.backward(
                 self.net,
@@ -107,11 +105,18 @@ class FusedSgdStep:
             )
         self.optimizer.count_step()
 
-    @staticmethod
-    def _binds(batch: Batch) -> bool:
-        """Whether the batch runs on a bound step: unweighted, with a dense ``a[0]`` (a
-        sparse batch is a new matrix each time, which a bound step could not follow)."""
-        return batch.W is None and not sparse.issparse(batch.ws.a[0])
+    def _bound_for(self, batch: Batch) -> backprop.SgdStep | None:
+        """The bound step for the batch's size (bound on first use), or None when the batch
+        cannot run on one: weighted, or a sparse ``a[0]`` (a new matrix for each batch,
+        which a bound step could not follow)."""
+        if batch.W is not None or type(batch.ws.a[0]) is not np.ndarray:
+            return None
+        step = self._bound.get(batch.n)
+        if step is None:
+            step = self._bound[batch.n] = backprop.SgdStep(
+                self.net, batch.ws, batch.Y, self.lr, self.weight_decay
+            )
+        return step
 
 
 class OptimizerStep:
