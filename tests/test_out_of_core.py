@@ -396,9 +396,7 @@ def test_evaluate_a_saved_model_on_a_directory(
     save(net, model)
     assert main(["evaluate", str(model), "--data", str(npy_dir)]) == 0
     cost, accuracy = evaluate(net, X, y)
-    assert f"accuracy {accuracy:.2%}, cost {cost:.4f} on all 403 rows" in (
-        capsys.readouterr().out
-    )
+    assert f"accuracy {accuracy:.2%}, cost {cost:.4f} on all 403 rows" in (capsys.readouterr().out)
     save(net, model, extra={"input_divisor": 255.0})
     assert main(["evaluate", str(model), "--data", str(npy_dir)]) == 2
     assert "convert --scale 255" in capsys.readouterr().err
