@@ -45,19 +45,14 @@ __all__ = [
 RESIDENT_SHARE = 0.5
 
 
-class DeviceSource:
-    """Rows copied to the device once; each batch gathered there into the workspace.
+class _Source:
+    """What both device sources share: the epoch's order, drawn on the host as
+    :class:`~.batches.ArraySource` draws it (so the same seed serves the same batches),
+    and the full and short last batch bound to the workspace."""
 
-    The epoch's order is drawn on the host (as :class:`~.batches.ArraySource` draws it,
-    so the same seed serves the same batches) and copied to the device once per epoch.
-    """
-
-    def __init__(
-        self, device: Device, X: np.ndarray, Y: np.ndarray, W: np.ndarray | None, shuffle: bool
-    ) -> None:
+    def __init__(self, device: Device, X: Any, Y: Any, W: Any, shuffle: bool) -> None:
         self.device = device
-        self.X, self.Y = device.asarray(X), device.asarray(Y)
-        self.W = None if W is None else device.asarray(W)
+        self.X, self.Y, self.W = X, Y, W
         self.m = X.shape[0]
         self.total_weight = self.m if W is None else float(W.sum())
         self.shuffle = shuffle
@@ -76,6 +71,23 @@ class DeviceSource:
         return self._batches(self._full, self._last)
 
     def _batches(self, full: Batch, last: Batch | None) -> Iterator[Batch]:
+        raise NotImplementedError
+
+
+class DeviceSource(_Source):
+    """Rows copied to the device once; each batch gathered there into the workspace.
+
+    The epoch's order is drawn on the host (as :class:`~.batches.ArraySource` draws it,
+    so the same seed serves the same batches) and copied to the device once per epoch.
+    """
+
+    def __init__(
+        self, device: Device, X: np.ndarray, Y: np.ndarray, W: np.ndarray | None, shuffle: bool
+    ) -> None:
+        super().__init__(device, device.asarray(X), device.asarray(Y), W, shuffle)
+        self.W = None if W is None else device.asarray(W)
+
+    def _batches(self, full: Batch, last: Batch | None) -> Iterator[Batch]:
         xp, bs = self.device.xp, full.n
         order = self.device.asarray(self.order)
         for start in range(0, self.m, bs):
@@ -90,7 +102,7 @@ class DeviceSource:
             yield batch
 
 
-class StreamedSource:
+class StreamedSource(_Source):
     """Rows kept on the host, streamed to the device batch by batch.
 
     Two page-locked host buffers and two device buffers take turns: while the device
@@ -99,32 +111,13 @@ class StreamedSource:
     moves the batch into the workspace.
     """
 
-    def __init__(
-        self, device: Device, X: np.ndarray, Y: np.ndarray, W: np.ndarray | None, shuffle: bool
-    ) -> None:
-        self.device = device
-        self.X, self.Y, self.W = X, Y, W
-        self.m = X.shape[0]
-        self.total_weight = self.m if W is None else float(W.sum())
-        self.shuffle = shuffle
-        self.order = np.arange(self.m)
-        self._full: Batch | None = None
-        self._last: Batch | None = None
-
     def bind(self, ws: Any) -> None:
+        super().bind(ws)
         dev, bs = self.device, ws.m
-        self._full, self._last = _batches_for(ws, self.m, self.Y.shape[1], self.W is not None)
         cols = self.X.shape[1] + self.Y.shape[1] + (self.W is not None)
         self._host = [dev.pinned_empty((bs, cols), self.X.dtype) for _ in range(2)]
         self._staged = [dev.xp.empty((bs, cols), dtype=self.X.dtype) for _ in range(2)]
         self._copies: list[Any] = [None, None]
-
-    def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
-        if self._full is None:
-            raise RuntimeError("bind the source to a workspace before asking for batches")
-        if self.shuffle:
-            rng.shuffle(self.order)
-        return self._batches(self._full, self._last)
 
     def _send(self, k: int, start: int, n: int) -> None:
         """Gather rows ``order[start : start + n]`` into host buffer ``k % 2`` and start
