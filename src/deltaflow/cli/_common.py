@@ -98,7 +98,7 @@ def check_data_options(args: argparse.Namespace) -> None:
         if not args.data.lower().endswith((".csv", ".csv.gz", ".npz")):
             raise DataError(
                 f"unknown data source {args.data!r}; expected 'digits', 'mnist', or a path "
-                "to a .csv, .csv.gz or .npz file"
+                "to a .csv, .csv.gz or .npz file or to a directory of .npy files"
             )
         raise DataError(f"no such file: {args.data}")
 
