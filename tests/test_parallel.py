@@ -151,6 +151,19 @@ def test_rank_rows_lay_the_batch_end_to_end(n, size):
     assert max(lengths) - min(lengths) <= 1 and sorted(lengths, reverse=True) == lengths
 
 
+def test_an_ended_process_not_yet_reaped_counts_as_lost():
+    from deltaflow.parallel.comm import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while _alive(child.pid):  # it runs, then is a zombie until waited for
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert Path(f"/proc/{child.pid}").exists()  # not reaped yet
+    assert child.wait() == 0
+    assert _alive(os.getpid())
+
+
 def test_a_comm_that_is_not_an_mpi4py_communicator_is_refused():
     with pytest.raises(ConfigError, match="comm must be an mpi4py intracommunicator"):
         as_communicator(object())
@@ -300,6 +313,9 @@ def test_resume_under_the_same_and_another_number_of_ranks(mpiexec, tmp_path):
         assert np.abs(params - reference).max() <= 1e-12 * np.abs(reference).max()
 
 
+LOST_LINE = "deltaflow: rank 1 was lost (the process ended); the launcher stopped the other"
+
+
 def run_fault(mpiexec: str, spec: dict, out: Path, env: dict | None = None):
     (out / "specs.json").write_text(json.dumps([spec]))
     t0 = time.monotonic()
@@ -315,6 +331,8 @@ def test_a_killed_rank_stops_the_others(mpiexec, tmp_path):
     assert seconds < 30
     assert proc.returncode != 0
     assert "rank 1" in proc.stdout + proc.stderr
+    if _is_open_mpi(mpiexec):  # its launcher ends the others with SIGTERM
+        assert LOST_LINE in proc.stderr
     assert not (tmp_path / "0.rank0.npz").exists()
 
 
@@ -446,7 +464,7 @@ def test_cli_a_killed_rank_stops_the_run_and_the_checkpoint_resumes(mpiexec, tmp
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode != 0
-    assert "rank 1" in stderr
+    assert LOST_LINE in stderr
     ckpt = checkpoint.load_latest(ckdir)
     assert ckpt is not None and 2 <= ckpt.epoch < 300
     # the newest checkpoint resumes (here in one process, a few epochs before the end)
