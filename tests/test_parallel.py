@@ -207,6 +207,11 @@ SHM_SPECS = {
     "mmap": spec_of(optimizer="nesterov", learning_rate=0.05),
     "other_data": dict(spec_of(), data_shift_rank=1),
     "intercomm": dict(spec_of(), intercomm=True),
+    "per_layer": dict(
+        spec_of(optimizer="adam", learning_rate=0.01, validation_split=0.2, weight_decay=0.01),
+        weights=True,
+        per_layer=True,
+    ),
     "vote": dict(spec_of(epochs=5), stop_after=[1, 2]),
     "diverge": dict(
         spec_of(epochs=20, learning_rate=100.0),
@@ -227,14 +232,15 @@ def two_ranks(mpiexec, tmp_path_factory) -> dict[str, list[dict]]:
     return dict(zip(SHM_SPECS, results))
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "early", "mmap"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "early", "mmap", "per_layer"])
 def test_two_ranks_give_the_weights_of_one_process(two_ranks, name):
     assert_matches_one_process(two_ranks[name], SHM_SPECS[name])
 
 
 def test_over_tcp_on_the_loopback(mpiexec, tmp_path):
-    (results,) = run_worker(mpiexec, 2, [SHM_SPECS["sgd"]], tmp_path, transport="tcp")
-    assert_matches_one_process(results, SHM_SPECS["sgd"])
+    specs = [SHM_SPECS["sgd"], SHM_SPECS["per_layer"]]
+    for results, spec in zip(run_worker(mpiexec, 2, specs, tmp_path, transport="tcp"), specs):
+        assert_matches_one_process(results, spec)
 
 
 def test_early_stopping_is_decided_the_same_on_every_rank(two_ranks):
@@ -277,8 +283,11 @@ def test_three_ranks_when_the_last_batch_leaves_one_without_rows(mpiexec, tmp_pa
     # 202 rows in batches of 4: the last batch has 2 rows, so rank 2 has none
     short = dict(spec_of(batch_size=4, optimizer="momentum", learning_rate=0.05, epochs=2))
     short["m"] = 202
-    results, small = run_worker(mpiexec, 3, [short, spec_of(batch_size=2)], tmp_path)
+    layered = dict(short, per_layer=True)
+    specs = [short, spec_of(batch_size=2), layered]
+    results, small, by_layer = run_worker(mpiexec, 3, specs, tmp_path)
     assert_matches_one_process(results, short)
+    assert_matches_one_process(by_layer, short)
     for r in small:
         assert r["error"] == (
             "ConfigError: batch_size=2 is smaller than the 3 ranks, and every rank needs "

@@ -138,6 +138,14 @@ class Communicator:
     timeout : float, optional
         Seconds a collective may wait before the job is aborted (default
         ``DELTAFLOW_MPI_TIMEOUT`` or :data:`DEFAULT_TIMEOUT`).
+    per_layer : bool, default False
+        Sum a step's gradient layer by layer, each layer's reduction started
+        (``Iallreduce``) as soon as the backward dynamic programme has that layer's
+        gradient, so that the sums overlap the earlier layers' products, as
+        PyTorch's DDP does with its buckets. Off by default: on one machine the single
+        blocking all-reduce measured faster (``benchmarks/distributed.py --per-layer``);
+        a slow network between machines is where it may pay. The weights are the same
+        either way.
 
     Attributes
     ----------
@@ -145,7 +153,7 @@ class Communicator:
         This process's rank and the number of ranks.
     """
 
-    def __init__(self, comm: Any, timeout: float | None = None) -> None:
+    def __init__(self, comm: Any, timeout: float | None = None, *, per_layer: bool = False) -> None:
         module = type(comm).__module__ or ""
         if not module.startswith("mpi4py"):
             raise ConfigError(
@@ -165,6 +173,7 @@ class Communicator:
         self.rank: int = comm.Get_rank()
         self.size: int = comm.Get_size()
         self.timeout = _timeout(timeout)
+        self.per_layer = bool(per_layer)
         self._waiting_since: float | None = None
         self._what = ""
         self._peers: list[tuple[str, int]] | None = None
@@ -184,6 +193,20 @@ class Communicator:
         with self._watch("all-reduce"):
             self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
         return buffer
+
+    def iallreduce_sum(self, buffer: np.ndarray) -> Any:
+        """Start summing ``buffer`` over the ranks in place; returns the request, for
+        :meth:`wait_all` (every rank starts the same reductions in the same order)."""
+        return self.comm.Iallreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
+
+    def progress(self, requests: list[Any]) -> None:
+        """Let started reductions move on (MPI advances them only inside its calls)."""
+        self._MPI.Request.Testall(requests)
+
+    def wait_all(self, requests: list[Any]) -> None:
+        """Return when the started reductions are done."""
+        with self._watch("all-reduce"):
+            self._MPI.Request.Waitall(requests)
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         """``obj`` of rank ``root``, on every rank (pickled)."""

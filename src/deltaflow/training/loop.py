@@ -720,6 +720,7 @@ def _data_parallel(
         weight_decay,
         labels=data.labels is not None,
         track_delta_norms=track_delta_norms,
+        overlap=comm.per_layer,
     )
 
 
