@@ -106,6 +106,8 @@ def _result(stem: Path) -> dict:
 
 def one_process(spec: dict):
     net, X, y, kwargs = mpi_worker.problem(spec)
+    if spec.get("mmap"):  # the same memory map the ranks read
+        X = np.load(spec["mmap"], mmap_mode="r")
     history = fit(net, X, y, **kwargs)
     return np.concatenate([p.ravel() for p in net.weights + net.biases]), history
 
