@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaflow import ConfigError, DivergenceError, fit, load
+from deltaflow import ConfigError, DataError, DivergenceError, fit, load
 from deltaflow.cli import main
 from deltaflow.parallel import as_communicator, launched_size, rank_rows, world
 from deltaflow.training import checkpoint
@@ -97,19 +97,27 @@ def run_worker(mpiexec: str, n: int, specs: list[dict], out: Path, **kw) -> list
 
 
 def _result(stem: Path) -> dict:
+    """A rank's parameters and history, or its error message and parameters after it."""
     err = stem.with_suffix(".err")
-    if err.exists():
-        return {"error": err.read_text()}
+    result = {"error": err.read_text()} if err.exists() else {}
     with np.load(stem.with_suffix(".npz")) as f:
-        return {"params": f["params"], "history": json.loads(str(f["history"]))}
+        result["params"] = f["params"]
+        if "history" in f:
+            result["history"] = json.loads(str(f["history"]))
+        if "gathered" in f:
+            result["gathered"] = f["gathered"]
+    return result
 
 
 def one_process(spec: dict):
     net, X, y, kwargs = mpi_worker.problem(spec)
-    if spec.get("mmap"):  # the same memory map the ranks read
-        X = np.load(spec["mmap"], mmap_mode="r")
+    X = mpi_worker.mapped(spec, X, kwargs)  # the same memory maps the ranks read
     history = fit(net, X, y, **kwargs)
     return np.concatenate([p.ravel() for p in net.weights + net.biases]), history
+
+
+def _flat(net) -> np.ndarray:
+    return np.concatenate([p.ravel() for p in net.weights + net.biases])
 
 
 def assert_matches_one_process(results: list[dict], spec: dict) -> None:
@@ -193,7 +201,19 @@ SHM_SPECS = {
     "early": spec_of(
         epochs=40, learning_rate=2.0, validation_split=0.3, early_stopping=True, patience=2
     ),
-    "mmap": spec_of(optimizer="nesterov", learning_rate=0.05),
+    # memory-mapped .npy files (written by the fixture), each rank reading its own rows
+    "mmap": dict(spec_of(optimizer="nesterov", learning_rate=0.05), record=True),
+    "mmap_split": dict(
+        spec_of(
+            optimizer="adam", learning_rate=0.01, validation_split=0.25, track_delta_norms=True
+        ),
+        weights=True,
+    ),
+    "mmap_rows_val": spec_of(
+        shuffle="rows", batch_size=30, optimizer="momentum", learning_rate=0.05, epochs=4
+    ),
+    "mmap_nan": {"m": 20000, "sizes": [64, 8, 3], "seed": 3, "fit": {"epochs": 2, "seed": 1}},
+    "mmap_nan_val": spec_of(),
     "other_data": dict(spec_of(), data_shift_rank=1),
     "intercomm": dict(spec_of(), intercomm=True),
     "vote": dict(spec_of(epochs=5), stop_after=[1, 2]),
@@ -209,16 +229,95 @@ SHM_SPECS = {
 def two_ranks(mpiexec, tmp_path_factory) -> dict[str, list[dict]]:
     """The results of SHM_SPECS, from one launch of two ranks over shared memory."""
     out = tmp_path_factory.mktemp("two_ranks")
-    _, X, _, _ = mpi_worker.problem(SHM_SPECS["mmap"])
-    np.save(out / "X.npy", X)
-    SHM_SPECS["mmap"]["mmap"] = str(out / "X.npy")
+    _write_mapped_files(out)
     results = run_worker(mpiexec, 2, list(SHM_SPECS.values()), out)
     return dict(zip(SHM_SPECS, results))
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "early", "mmap"])
+def _write_mapped_files(out: Path) -> None:
+    """The .npy files of the memory-mapped specs, and their names in the specs."""
+    _, X, _, _ = mpi_worker.problem(SHM_SPECS["mmap"])
+    np.save(out / "X.npy", X)
+    for name in ("mmap", "mmap_split", "mmap_rows_val", "mmap_nan_val"):
+        SHM_SPECS[name]["mmap"] = str(out / "X.npy")
+    # validation data of its own: float32 inputs, converted a chunk at a time
+    _, Xv, yv, _ = mpi_worker.problem(dict(SHM_SPECS["sgd"], m=61, data_seed=5))
+    np.save(out / "Xv.npy", Xv.astype(np.float32))
+    np.save(out / "yv.npy", yv)
+    SHM_SPECS["mmap_rows_val"]["val_mmap"] = [str(out / "Xv.npy"), str(out / "yv.npy")]
+    # a NaN in a validation row that only rank 1 evaluates (rank 1 takes rows 31..60)
+    assert rank_rows(61, 1, 2) == (31, 61)
+    Xv[40, 2] = np.nan
+    np.save(out / "Xv_nan.npy", Xv)
+    SHM_SPECS["mmap_nan_val"]["val_mmap"] = [str(out / "Xv_nan.npy"), str(out / "yv.npy")]
+    # a NaN in a training row that only rank 1 reads, in the epoch's second half: rank
+    # 1's rows of batch 600 (its prefetch thread reads 512 batches of its rows at a time,
+    # so both ranks have made 512 updates when rank 1 meets it)
+    spec = SHM_SPECS["mmap_nan"]
+    _, X, _, _ = mpi_worker.problem(spec)
+    np.save(out / "X_nan.npy", X)
+    spec["mmap"] = str(out / "X_nan.npy")
+    once = dict(spec, fit=dict(spec["fit"], epochs=1))
+    with mpi_worker.recorded_gathers() as gathered:
+        one_process(once)
+    order = np.concatenate(gathered)  # the rows of the first epoch, in its order
+    lo, hi = rank_rows(32, 1, 2)
+    spec["nan_row"] = row = int(order[600 * 32 + lo + 3])
+    X[row, 5] = np.nan
+    np.save(out / "X_nan.npy", X)
+
+
+@pytest.mark.parametrize(
+    "name", ["sgd", "adam", "early", "mmap", "mmap_split", "mmap_rows_val"]
+)
 def test_two_ranks_give_the_weights_of_one_process(two_ranks, name):
     assert_matches_one_process(two_ranks[name], SHM_SPECS[name])
+
+
+def test_each_rank_reads_only_its_own_rows_of_a_memory_map(two_ranks):
+    spec = SHM_SPECS["mmap"]
+    with mpi_worker.recorded_gathers() as gathered:
+        one_process(spec)
+    m, bs, epochs = spec["m"], spec["fit"]["batch_size"], spec["fit"]["epochs"]
+    order = np.concatenate(gathered).reshape(epochs, m)  # each epoch's rows, in order
+    ranks = [r["gathered"] for r in two_ranks["mmap"]]
+    assert sum(len(g) for g in ranks) == epochs * m  # every row once an epoch, no more
+    for rank, rows in enumerate(ranks):
+        # the rank's block of every batch: rank_rows of the batch, in the batch's order
+        blocks = [
+            o[start + lo : start + hi]
+            for o in order
+            for start in range(0, m, bs)
+            for lo, hi in [rank_rows(len(o[start : start + bs]), rank, 2)]
+        ]
+        np.testing.assert_array_equal(rows, np.concatenate(blocks))
+        assert 0 < len(rows) < epochs * m  # a share, not all
+
+
+def test_a_nan_in_one_ranks_rows_stops_every_rank_with_the_row(two_ranks):
+    spec = SHM_SPECS["mmap_nan"]
+    net, X, y, kwargs = mpi_worker.problem(spec)
+    start = net.params.copy()
+    with pytest.raises(DataError) as one:
+        fit(net, np.load(spec["mmap"], mmap_mode="r"), y, **kwargs)
+    assert f"first at row {spec['nan_row']}, column 5" in str(one.value)
+    np.testing.assert_array_equal(net.params, start)  # the epoch's start put back
+    # both ranks made 512 updates, met the NaN in one all-reduce and put back the start
+    for r in two_ranks["mmap_nan"]:
+        assert r["error"] == f"DataError: {one.value}"
+        np.testing.assert_array_equal(r["params"], _flat(net))
+
+
+def test_a_nan_in_one_ranks_validation_rows_stops_every_rank(two_ranks):
+    spec = SHM_SPECS["mmap_nan_val"]
+    net, X, y, kwargs = mpi_worker.problem(spec)
+    X = mpi_worker.mapped(spec, X, kwargs)
+    with pytest.raises(DataError) as one:
+        fit(net, X, y, **kwargs)
+    assert "X_val contains NaN or infinite values (first at row 40, column 2)" in str(one.value)
+    for r in two_ranks["mmap_nan_val"]:
+        assert r["error"] == f"DataError: {one.value}"
+        np.testing.assert_array_equal(r["params"], _flat(net))
 
 
 def test_over_tcp_on_the_loopback(mpiexec, tmp_path):
