@@ -4,7 +4,8 @@ Usage: ``python tests/mpi_worker.py SPECS.json OUTDIR``. Each spec of the list n
 network, the data (made here from a seed, so every rank builds the same) and ``fit``'s
 settings; for spec ``i`` each rank ``r`` writes ``OUTDIR/i-rank{r}.npz`` with its
 parameters and history (and, for a spec that asks, the file rows it read), and
-``OUTDIR/i-rank{r}.err`` with the message of the error ``fit`` raised, if any. One launch runs many specs, as ``mpiexec`` takes seconds to start.
+``OUTDIR/i-rank{r}.err`` with the message of the error ``fit`` raised, if any. One
+launch runs many specs, as ``mpiexec`` takes seconds to start.
 """
 
 from __future__ import annotations

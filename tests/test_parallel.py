@@ -267,9 +267,7 @@ def _write_mapped_files(out: Path) -> None:
     np.save(out / "X_nan.npy", X)
 
 
-@pytest.mark.parametrize(
-    "name", ["sgd", "adam", "early", "mmap", "mmap_split", "mmap_rows_val"]
-)
+@pytest.mark.parametrize("name", ["sgd", "adam", "early", "mmap", "mmap_split", "mmap_rows_val"])
 def test_two_ranks_give_the_weights_of_one_process(two_ranks, name):
     assert_matches_one_process(two_ranks[name], SHM_SPECS[name])
 
@@ -375,30 +373,48 @@ def test_three_ranks_when_the_last_batch_leaves_one_without_rows(mpiexec, tmp_pa
 
 
 def test_resume_under_the_same_and_another_number_of_ranks(mpiexec, tmp_path):
-    ckpt = tmp_path / "ckpt"
-    spec = spec_of(epochs=4, optimizer="adam", learning_rate=0.01)
-    broken = dict(spec, crash_after=2)
-    broken["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt))
-    resumed = dict(spec)
-    resumed["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt), resume=True)
-    whole, crashed = run_worker(mpiexec, 2, [spec, broken], tmp_path / "first")
-    for r in crashed:
-        assert r["error"] == "RuntimeError: interrupted after epoch 2"
-    # the epoch-1 checkpoint, kept for resuming under another number of ranks
-    shutil.copytree(ckpt, tmp_path / "epoch1")
-    (same,) = run_worker(mpiexec, 2, [resumed], tmp_path / "same")
-    for r in same:
-        np.testing.assert_array_equal(r["params"], whole[0]["params"])
-        assert r["history"]["cost"] == whole[0]["history"]["cost"]
-    reference = whole[0]["params"]
-    shutil.rmtree(ckpt)
-    shutil.copytree(tmp_path / "epoch1", ckpt)
-    (three,) = run_worker(mpiexec, 3, [resumed], tmp_path / "three")
-    shutil.rmtree(ckpt)
-    shutil.copytree(tmp_path / "epoch1", ckpt)
-    one, _ = one_process(resumed)
-    for params in [r["params"] for r in three] + [one]:
-        assert np.abs(params - reference).max() <= 1e-12 * np.abs(reference).max()
+    # in memory and from a memory-mapped file (with a validation split), side by side in
+    # the same launches
+    base = spec_of(epochs=4, optimizer="adam", learning_rate=0.01)
+    _, X, _, _ = mpi_worker.problem(base)
+    np.save(tmp_path / "X.npy", X)
+    mapped = dict(base, mmap=str(tmp_path / "X.npy"), weights=True)
+    mapped["fit"] = dict(base["fit"], validation_split=0.2)
+    specs = {"memory": base, "mapped": mapped}
+    runs = {}
+    for name, spec in specs.items():
+        ckpt = tmp_path / f"ckpt-{name}"
+        broken = dict(spec, crash_after=2)
+        broken["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt))
+        resumed = dict(spec)
+        resumed["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt), resume=True)
+        runs[name] = (ckpt, broken, resumed)
+    first = run_worker(
+        mpiexec, 2, [s for name in specs for s in (specs[name], runs[name][1])], tmp_path / "1"
+    )
+    for i, name in enumerate(specs):
+        whole, crashed = first[2 * i], first[2 * i + 1]
+        for r in crashed:
+            assert r["error"] == "RuntimeError: interrupted after epoch 2"
+        ckpt, _, resumed = runs[name]
+        # the epoch-1 checkpoint, kept for resuming under another number of ranks
+        shutil.copytree(ckpt, tmp_path / f"epoch1-{name}")
+        runs[name] = (ckpt, whole[0], resumed)
+    same = run_worker(mpiexec, 2, [runs[name][2] for name in specs], tmp_path / "same")
+    for (ckpt, whole, _), results in zip(runs.values(), same):
+        for r in results:
+            np.testing.assert_array_equal(r["params"], whole["params"])
+            assert r["history"]["cost"] == whole["history"]["cost"]
+        shutil.rmtree(ckpt)
+        shutil.copytree(ckpt.parent / ckpt.name.replace("ckpt", "epoch1"), ckpt)
+    three = run_worker(mpiexec, 3, [runs[name][2] for name in specs], tmp_path / "three")
+    for (ckpt, whole, resumed), results in zip(runs.values(), three):
+        shutil.rmtree(ckpt)
+        shutil.copytree(ckpt.parent / ckpt.name.replace("ckpt", "epoch1"), ckpt)
+        one, _ = one_process(resumed)
+        reference = whole["params"]
+        for params in [r["params"] for r in results] + [one]:
+            assert np.abs(params - reference).max() <= 1e-12 * np.abs(reference).max()
 
 
 def run_fault(mpiexec: str, spec: dict, out: Path, env: dict | None = None):
@@ -486,6 +502,26 @@ def test_cli_trains_data_parallel_and_resumes(mpiexec, tmp_path):
     )
     single = flat_params(tmp_path / "s.st")
     assert np.abs(single - two).max() <= 1e-12 * np.abs(two).max()
+
+
+def test_cli_trains_data_parallel_on_a_directory_of_npy_shards(mpiexec, tmp_path):
+    # two shards, read in place: in the order one process draws for memory-mapped data
+    # ("blocks", not the "rows" of data in memory), each rank reading its own rows
+    rng = np.random.default_rng(4)
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, m in enumerate((130, 110)):
+        X = rng.standard_normal((m, 6))
+        np.save(data / f"X-{k:05d}.npy", X)
+        np.save(data / f"y-{k:05d}.npy", (X[:, :3].argmax(axis=1) + (X[:, 5] > 1)) % 3)
+    args = ["train", "--data", str(data), "--layers", "6,8,3", "--activation", "tanh,softmax"]
+    args += ["--optimizer", "adam", "--lr", "0.01", "--batch-size", "16", "--epochs", "3"]
+    args += ["--validation-split", "0.2", "--quiet"]
+    proc = run_cli(mpiexec, 2, [*args, "--save", str(tmp_path / "two.st")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main([*args, "--save", str(tmp_path / "one.st")]) == 0
+    one, two = flat_params(tmp_path / "one.st"), flat_params(tmp_path / "two.st")
+    assert np.abs(two - one).max() <= 1e-12 * np.abs(one).max()
 
 
 def test_cli_bad_input_under_mpiexec_is_one_line_from_rank_0(mpiexec):

@@ -15,9 +15,9 @@ the mean is the whole batch's. So the loop needs no second version, only other p
   cost, and whether any rank's rows were bad, before any parameter changes, and makes
   the same update or raises the same :class:`~deltaflow.errors.DataError`;
 * hooks: :class:`RankValidation` and :class:`RankMappedValidation` (each rank validates
-  a block of the rows, the figures summed), :class:`StopVote` (a callback on one rank stops them all) and
-  :class:`SameStart` (the ranks compare their data, settings and parameters before the
-  first batch). Checkpoints are written by rank 0 alone.
+  a block of the rows, the figures summed), :class:`StopVote` (a callback on one rank
+  stops them all) and :class:`SameStart` (the ranks compare their data, settings and
+  parameters before the first batch). Checkpoints are written by rank 0 alone.
 """
 
 from __future__ import annotations
@@ -217,9 +217,7 @@ class RankMappedSource(_RankBlocks):
 
     def __init__(self, comm: Communicator, source: MappedSource, batch_size: int) -> None:
         data = source.data
-        super().__init__(
-            comm, source.m, source.W, source.labels, batch_size, data.S_L, data.dtype
-        )
+        super().__init__(comm, source.m, source.W, source.labels, batch_size, data.S_L, data.dtype)
         self.source = source
         self.order = source.order  # drawn by the source, restored in place by a checkpoint
         self._prefetch: Prefetcher | None = None
@@ -281,8 +279,8 @@ class DataParallelStep(Hook):
     :meth:`forward` already runs the backward pass and the all-reduce, because only the
     sum tells the batch's cost, which the loop checks before :meth:`update` changes any
     parameter. When any rank's rows of the batch held bad values (:attr:`RankBatch.error`)
-    every rank raises that rank's :class:`DataError` there. The step is also a hook: it sets the epoch's accuracy from the summed
-    right guesses.
+    every rank raises that rank's :class:`DataError` there. The step is also a hook: it
+    sets the epoch's accuracy from the summed right guesses.
 
     Parameters
     ----------
