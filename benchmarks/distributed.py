@@ -6,7 +6,13 @@ data, at a few global batch sizes, four ways, each in its own process(es):
 * ``1p 1t``: one process, BLAS on one thread (``fit`` as a user calls it);
 * ``1p 2t``: one process, BLAS on two threads;
 * ``2 ranks``: ``mpiexec -n 2``, ``fit(..., comm=MPI.COMM_WORLD)``, one BLAS thread a rank;
-* ``4 ranks`` (with ``--four``): oversubscribed on two cores, for correctness only.
+* ``4 ranks`` (with ``--four``): oversubscribed on two cores, for correctness only;
+* ``2r layer`` (with ``--per-layer``): 2 ranks summing the gradient layer by layer, each
+  layer's ``Iallreduce`` started as the backward pass finishes it
+  (``Communicator(..., per_layer=True)``), against the one blocking all-reduce.
+
+``--tcp`` runs the ranks over TCP on the loopback (``--mca btl self,tcp``) instead of
+shared memory, the path between machines.
 
 Each run trains one epoch to warm up, then ``--epochs`` timed epochs (wall clock). The
 ways take turns ``--turns`` times and the table keeps each one's best turn, with the
@@ -16,6 +22,7 @@ difference of the weights::
 
     python3 benchmarks/distributed.py                        # B = 512, 2048, 8192
     python3 benchmarks/distributed.py --batches 2048 --turns 3 --four
+    python3 benchmarks/distributed.py --batches 512,2048 --turns 5 --per-layer --tcp
 
 Needs mpi4py and ``mpiexec`` (``pip install 'deltaflow[mpi]'``); as root, Open MPI also
 needs ``OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1``, which this script
@@ -71,8 +78,16 @@ def worker(args: argparse.Namespace) -> None:
             self.calls += 1
             return buffer
 
+        def wait_all(self, requests: list) -> None:
+            # per layer: the wait at the end of the backward pass, what was not hidden
+            t0, c0 = time.perf_counter(), time.process_time()
+            super().wait_all(requests)
+            self.seconds += time.perf_counter() - t0
+            self.cpu_seconds += time.process_time() - c0
+            self.calls += 1
+
     plain = world()
-    comm = None if plain is None else TimedComm(plain.comm)
+    comm = None if plain is None else TimedComm(plain.comm, per_layer=args.layer)
     if args.check:
         net = make_net("float64")
         X, y = data(args.rows, "float64")
@@ -136,10 +151,14 @@ def launch(way: str, args: argparse.Namespace, extra: list[str]) -> list[dict]:
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, str(HERE), "--worker", "--rows", str(args.rows)]
     cmd += ["--epochs", str(args.epochs), "--batches", ",".join(map(str, args.batches)), *extra]
-    if way.endswith("ranks"):
-        n = way.split()[0]
+    if way.endswith("ranks") or way == "2r layer":
+        n = "2" if way == "2r layer" else way.split()[0]
         # two ranks keep Open MPI's binding (a core each); four share two cores
         spread = ["--oversubscribe", "--bind-to", "none"] if n != "2" else []
+        if args.tcp:
+            spread += ["--mca", "btl", "self,tcp"]
+        if way == "2r layer":
+            cmd.append("--layer")
         cmd = [mpiexec(), "-n", n, *spread, *cmd]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
@@ -162,7 +181,10 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per run (2)")
     p.add_argument("--turns", type=int, default=2, help="turns of the ways (2)")
     p.add_argument("--four", action="store_true", help="also 4 ranks, oversubscribed")
+    p.add_argument("--per-layer", action="store_true", help="also 2 ranks summing layer by layer")
+    p.add_argument("--tcp", action="store_true", help="ranks over TCP on the loopback")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--layer", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--check", help=argparse.SUPPRESS)
     args = p.parse_args()
     try:
@@ -176,6 +198,7 @@ def main() -> None:
         p.error("each batch must have 2 rows or more and at most --rows; --epochs >= 1")
 
     ways = ["1p 1t", "1p 2t", "2 ranks"] + (["4 ranks"] if args.four else [])
+    ways += ["2r layer"] if args.per_layer else []
     best: dict[tuple[str, int], dict] = {}
     for turn in range(args.turns):
         for way in ways:
@@ -185,10 +208,14 @@ def main() -> None:
                     best[key] = line
         print(f"turn {turn + 1} of {args.turns} done", file=sys.stderr)
 
+    over = "TCP on the loopback" if args.tcp else "shared memory"
     print(f"784-256-256-10 float32, plain SGD, {args.rows} rows, {args.epochs} timed epochs, ")
+    print(f"ranks over {over}; ", end="")
     print(f"best of {args.turns} turns; samples/s (all-reduce per step, its share of the step)")
     head = f"{'batch':>6} " + " ".join(f"{w:>22}" for w in ways)
-    print(head + f" {'2r / 1p1t':>10} {'2r / 1p2t':>10}")
+    print(
+        head + f" {'2r / 1p1t':>10} {'2r / 1p2t':>10}" + (" layer / 2r" if args.per_layer else "")
+    )
     for batch in args.batches:
         cells = []
         for way in ways:
@@ -200,6 +227,8 @@ def main() -> None:
             cells.append(f"{cell:>22}")
         two = best[("2 ranks", batch)]["samples_s"]
         ratios = [two / best[(w, batch)]["samples_s"] for w in ("1p 1t", "1p 2t")]
+        if args.per_layer:
+            ratios.append(best[("2r layer", batch)]["samples_s"] / two)
         print(f"{batch:>6} " + " ".join(cells) + "".join(f" {r:>10.2f}" for r in ratios))
 
     # CPU time leaves out the time other processes held the cores: what the table would
@@ -221,8 +250,9 @@ def main() -> None:
         ref = Path(tmp) / "one.npy"
         launch("1p 1t", check, ["--check", str(ref)])
         one = np.load(ref)
-        for way in ["2 ranks"] + (["4 ranks"] if args.four else []):
-            out = Path(tmp) / f"{way[0]}.npy"
+        checked = ["2 ranks"] + (["4 ranks"] if args.four else [])
+        for i, way in enumerate(checked + (["2r layer"] if args.per_layer else [])):
+            out = Path(tmp) / f"{i}.npy"
             launch(way, check, ["--check", str(out)])
             diff = np.abs(np.load(out) - one).max() / np.abs(one).max()
             print(f"float64 weights after 2 epochs, {way} against 1 process: {diff:.1e} relative")

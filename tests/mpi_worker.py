@@ -102,6 +102,10 @@ def run(spec: dict, comm, out: Path) -> None:
         X = X + 1.0
     kwargs["callbacks"] = [lambda rec: fault(spec, comm.rank, rec.epoch)]
     fit_comm = comm
+    if spec.get("per_layer"):  # each layer's gradient summed as the backward pass ends it
+        from deltaflow.parallel import Communicator
+
+        fit_comm = Communicator(comm, per_layer=True)
     if spec.get("intercomm"):
         half = comm.Split(comm.rank % 2, comm.rank)
         fit_comm = half.Create_intercomm(0, comm, 1 - comm.rank % 2, tag=7)

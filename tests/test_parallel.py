@@ -161,6 +161,19 @@ def test_rank_rows_lay_the_batch_end_to_end(n, size):
     assert max(lengths) - min(lengths) <= 1 and sorted(lengths, reverse=True) == lengths
 
 
+def test_an_ended_process_not_yet_reaped_counts_as_lost():
+    from deltaflow.parallel.comm import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while _alive(child.pid):  # it runs, then is a zombie until waited for
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert Path(f"/proc/{child.pid}").exists()  # not reaped yet
+    assert child.wait() == 0
+    assert _alive(os.getpid())
+
+
 def test_a_comm_that_is_not_an_mpi4py_communicator_is_refused():
     with pytest.raises(ConfigError, match="comm must be an mpi4py intracommunicator"):
         as_communicator(object())
@@ -212,10 +225,17 @@ SHM_SPECS = {
     "mmap_rows_val": spec_of(
         shuffle="rows", batch_size=30, optimizer="momentum", learning_rate=0.05, epochs=4
     ),
+    "mmap_layers": dict(spec_of(optimizer="adam", learning_rate=0.01), per_layer=True),
     "mmap_nan": {"m": 20000, "sizes": [64, 8, 3], "seed": 3, "fit": {"epochs": 2, "seed": 1}},
     "mmap_nan_val": spec_of(),
+    "mmap_nan_layers": dict(spec_of(epochs=2), per_layer=True),
     "other_data": dict(spec_of(), data_shift_rank=1),
     "intercomm": dict(spec_of(), intercomm=True),
+    "per_layer": dict(
+        spec_of(optimizer="adam", learning_rate=0.01, validation_split=0.2, weight_decay=0.01),
+        weights=True,
+        per_layer=True,
+    ),
     "vote": dict(spec_of(epochs=5), stop_after=[1, 2]),
     "diverge": dict(
         spec_of(epochs=20, learning_rate=100.0),
@@ -238,7 +258,7 @@ def _write_mapped_files(out: Path) -> None:
     """The .npy files of the memory-mapped specs, and their names in the specs."""
     _, X, _, _ = mpi_worker.problem(SHM_SPECS["mmap"])
     np.save(out / "X.npy", X)
-    for name in ("mmap", "mmap_split", "mmap_rows_val", "mmap_nan_val"):
+    for name in ("mmap", "mmap_split", "mmap_rows_val", "mmap_layers", "mmap_nan_val"):
         SHM_SPECS[name]["mmap"] = str(out / "X.npy")
     # validation data of its own: float32 inputs, converted a chunk at a time
     _, Xv, yv, _ = mpi_worker.problem(dict(SHM_SPECS["sgd"], m=61, data_seed=5))
@@ -253,21 +273,31 @@ def _write_mapped_files(out: Path) -> None:
     # a NaN in a training row that only rank 1 reads, in the epoch's second half: rank
     # 1's rows of batch 600 (its prefetch thread reads 512 batches of its rows at a time,
     # so both ranks have made 512 updates when rank 1 meets it)
-    spec = SHM_SPECS["mmap_nan"]
+    _write_nan_file(out / "X_nan.npy", SHM_SPECS["mmap_nan"], batch=600)
+    # and in the small file, with each layer's gradient summed as soon as it is known
+    _write_nan_file(out / "X_nan_small.npy", SHM_SPECS["mmap_nan_layers"], batch=3)
+
+
+def _write_nan_file(path: Path, spec: dict, batch: int) -> None:
+    """The spec's inputs with a NaN in a row of rank 1's block of ``batch`` (of 32 rows)
+    in the first epoch, as one process orders the rows of the file; the row in the spec."""
     _, X, _, _ = mpi_worker.problem(spec)
-    np.save(out / "X_nan.npy", X)
-    spec["mmap"] = str(out / "X_nan.npy")
+    np.save(path, X)
+    spec["mmap"] = str(path)
     once = dict(spec, fit=dict(spec["fit"], epochs=1))
     with mpi_worker.recorded_gathers() as gathered:
         one_process(once)
     order = np.concatenate(gathered)  # the rows of the first epoch, in its order
-    lo, hi = rank_rows(32, 1, 2)
-    spec["nan_row"] = row = int(order[600 * 32 + lo + 3])
+    lo, _ = rank_rows(32, 1, 2)
+    spec["nan_row"] = row = int(order[batch * 32 + lo + 3])
     X[row, 5] = np.nan
-    np.save(out / "X_nan.npy", X)
+    np.save(path, X)
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "early", "mmap", "mmap_split", "mmap_rows_val"])
+@pytest.mark.parametrize(
+    "name",
+    ["sgd", "adam", "early", "mmap", "mmap_split", "mmap_rows_val", "mmap_layers", "per_layer"],
+)
 def test_two_ranks_give_the_weights_of_one_process(two_ranks, name):
     assert_matches_one_process(two_ranks[name], SHM_SPECS[name])
 
@@ -292,16 +322,18 @@ def test_each_rank_reads_only_its_own_rows_of_a_memory_map(two_ranks):
         assert 0 < len(rows) < epochs * m  # a share, not all
 
 
-def test_a_nan_in_one_ranks_rows_stops_every_rank_with_the_row(two_ranks):
-    spec = SHM_SPECS["mmap_nan"]
+@pytest.mark.parametrize("name", ["mmap_nan", "mmap_nan_layers"])
+def test_a_nan_in_one_ranks_rows_stops_every_rank_with_the_row(two_ranks, name):
+    spec = SHM_SPECS[name]
     net, X, y, kwargs = mpi_worker.problem(spec)
     start = net.params.copy()
     with pytest.raises(DataError) as one:
         fit(net, np.load(spec["mmap"], mmap_mode="r"), y, **kwargs)
     assert f"first at row {spec['nan_row']}, column 5" in str(one.value)
     np.testing.assert_array_equal(net.params, start)  # the epoch's start put back
-    # both ranks made 512 updates, met the NaN in one all-reduce and put back the start
-    for r in two_ranks["mmap_nan"]:
+    # both ranks (for mmap_nan after 512 updates) met the NaN in one all-reduce and put
+    # back the start
+    for r in two_ranks[name]:
         assert r["error"] == f"DataError: {one.value}"
         np.testing.assert_array_equal(r["params"], _flat(net))
 
@@ -319,8 +351,9 @@ def test_a_nan_in_one_ranks_validation_rows_stops_every_rank(two_ranks):
 
 
 def test_over_tcp_on_the_loopback(mpiexec, tmp_path):
-    (results,) = run_worker(mpiexec, 2, [SHM_SPECS["sgd"]], tmp_path, transport="tcp")
-    assert_matches_one_process(results, SHM_SPECS["sgd"])
+    specs = [SHM_SPECS["sgd"], SHM_SPECS["per_layer"]]
+    for results, spec in zip(run_worker(mpiexec, 2, specs, tmp_path, transport="tcp"), specs):
+        assert_matches_one_process(results, spec)
 
 
 def test_early_stopping_is_decided_the_same_on_every_rank(two_ranks):
@@ -363,8 +396,11 @@ def test_three_ranks_when_the_last_batch_leaves_one_without_rows(mpiexec, tmp_pa
     # 202 rows in batches of 4: the last batch has 2 rows, so rank 2 has none
     short = dict(spec_of(batch_size=4, optimizer="momentum", learning_rate=0.05, epochs=2))
     short["m"] = 202
-    results, small = run_worker(mpiexec, 3, [short, spec_of(batch_size=2)], tmp_path)
+    layered = dict(short, per_layer=True)
+    specs = [short, spec_of(batch_size=2), layered]
+    results, small, by_layer = run_worker(mpiexec, 3, specs, tmp_path)
     assert_matches_one_process(results, short)
+    assert_matches_one_process(by_layer, short)
     for r in small:
         assert r["error"] == (
             "ConfigError: batch_size=2 is smaller than the 3 ranks, and every rank needs "
@@ -417,6 +453,9 @@ def test_resume_under_the_same_and_another_number_of_ranks(mpiexec, tmp_path):
             assert np.abs(params - reference).max() <= 1e-12 * np.abs(reference).max()
 
 
+LOST_LINE = "deltaflow: rank 1 was lost (the process ended); the launcher stopped the other"
+
+
 def run_fault(mpiexec: str, spec: dict, out: Path, env: dict | None = None):
     (out / "specs.json").write_text(json.dumps([spec]))
     t0 = time.monotonic()
@@ -432,6 +471,8 @@ def test_a_killed_rank_stops_the_others(mpiexec, tmp_path):
     assert seconds < 30
     assert proc.returncode != 0
     assert "rank 1" in proc.stdout + proc.stderr
+    if _is_open_mpi(mpiexec):  # its launcher ends the others with SIGTERM
+        assert LOST_LINE in proc.stderr
     assert not (tmp_path / "0.rank0.npz").exists()
 
 
@@ -583,7 +624,7 @@ def test_cli_a_killed_rank_stops_the_run_and_the_checkpoint_resumes(mpiexec, tmp
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode != 0
-    assert "rank 1" in stderr
+    assert LOST_LINE in stderr
     ckpt = checkpoint.load_latest(ckdir)
     assert ckpt is not None and 2 <= ckpt.epoch < 300
     # the newest checkpoint resumes (here in one process, a few epochs before the end)

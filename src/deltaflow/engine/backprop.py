@@ -248,6 +248,7 @@ def backward(
     sgd_rate: float | None = None,
     scale: float | None = None,
     accumulate: bool = False,
+    layer_done: Callable[[int], None] | None = None,
 ) -> None:
     """Backward dynamic programme: fill ``ws.dtheta`` and ``ws.db`` after :func:`forward`.
 
@@ -287,6 +288,10 @@ def backward(
         Add the batch's gradients to ``ws.dtheta`` and ``ws.db`` instead of overwriting
         them, so that the chunks of a set sum to the set's gradient (``weight_decay``
         is then not applied: add ``lambda Theta[l]`` once, after the last chunk).
+    layer_done : callable, optional
+        Called with ``l`` once ``ws.dtheta[l-1]`` and ``ws.db[l-1]`` hold their final
+        values (``l = L`` first), while the earlier layers are still to come: a
+        data-parallel step starts summing a layer's gradient there.
     """
     a, delta, blas = ws.a, ws.delta, ws.blas
     L, m = len(net.weights), ws.m
@@ -315,6 +320,8 @@ def backward(
             else:
                 blas.matmul_at(a[l - 1], delta[l], out=ws.dtheta[l - 1], beta=beta)
             blas.column_sums(delta[l], ws.ones, out=ws.db[l - 1], beta=1.0 if accumulate else 0.0)
+            if layer_done is not None:
+                layer_done(l)
         else:
             decay = 1.0 - sgd_rate * weight_decay
             if weight_gradient is not None:

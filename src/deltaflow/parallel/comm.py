@@ -8,16 +8,20 @@ data that one rank met). mpi4py is imported only when a communicator is made,
 so deltaflow imports and runs without it.
 
 A rank that dies makes the others stop instead of hanging. Open MPI's and MPICH's
-launchers do this themselves (they end the job when one process dies, naming it); where
-a launcher does not, or a rank hangs without dying, a watchdog thread in every rank
-gives each collective ``timeout`` seconds, then prints one line naming the ranks that
-did not answer and calls ``Abort`` on the communicator.
+launchers do this themselves: when one process dies they end the others with SIGTERM,
+and deltaflow then prints one line naming the lost rank (the lowest surviving rank on
+the lost rank's machine prints it, finding the dead process among the process ids the
+ranks exchanged at the start). Where a launcher does not end the
+job, or a rank hangs without dying, a watchdog thread in every rank gives each
+collective ``timeout`` seconds, then prints one such line and calls ``Abort`` on the
+communicator.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import socket
 import sys
 import threading
@@ -135,6 +139,14 @@ class Communicator:
     timeout : float, optional
         Seconds a collective may wait before the job is aborted (default
         ``DELTAFLOW_MPI_TIMEOUT`` or :data:`DEFAULT_TIMEOUT`).
+    per_layer : bool, default False
+        Sum a step's gradient layer by layer, each layer's reduction started
+        (``Iallreduce``) as soon as the backward dynamic programme has that layer's
+        gradient, so that the sums overlap the earlier layers' products, as
+        PyTorch's DDP does with its buckets. Off by default: on one machine the single
+        blocking all-reduce measured faster (``benchmarks/distributed.py --per-layer``);
+        a slow network between machines is where it may pay. The weights are the same
+        either way.
 
     Attributes
     ----------
@@ -142,7 +154,7 @@ class Communicator:
         This process's rank and the number of ranks.
     """
 
-    def __init__(self, comm: Any, timeout: float | None = None) -> None:
+    def __init__(self, comm: Any, timeout: float | None = None, *, per_layer: bool = False) -> None:
         module = type(comm).__module__ or ""
         if not module.startswith("mpi4py"):
             raise ConfigError(
@@ -162,6 +174,7 @@ class Communicator:
         self.rank: int = comm.Get_rank()
         self.size: int = comm.Get_size()
         self.timeout = _timeout(timeout)
+        self.per_layer = bool(per_layer)
         self._waiting_since: float | None = None
         self._what = ""
         self._peers: list[tuple[str, int]] | None = None
@@ -181,6 +194,20 @@ class Communicator:
         with self._watch("all-reduce"):
             self.comm.Allreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
         return buffer
+
+    def iallreduce_sum(self, buffer: np.ndarray) -> Any:
+        """Start summing ``buffer`` over the ranks in place; returns the request, for
+        :meth:`wait_all` (every rank starts the same reductions in the same order)."""
+        return self.comm.Iallreduce(self._MPI.IN_PLACE, buffer, op=self._MPI.SUM)
+
+    def progress(self, requests: list[Any]) -> None:
+        """Let started reductions move on (MPI advances them only inside its calls)."""
+        self._MPI.Request.Testall(requests)
+
+    def wait_all(self, requests: list[Any]) -> None:
+        """Return when the started reductions are done."""
+        with self._watch("all-reduce"):
+            self._MPI.Request.Waitall(requests)
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         """``obj`` of rank ``root``, on every rank (pickled)."""
@@ -236,6 +263,76 @@ class Communicator:
         self._peers = self.comm.allgather((socket.gethostname(), os.getpid()))
         self._watchdog = threading.Thread(target=self._watch_loop, daemon=True)
         self._watchdog.start()
+        self._watch_sigterm()
+
+    def _watch_sigterm(self) -> None:
+        """Name the lost rank when the launcher ends this one with SIGTERM.
+
+        The main thread may sit in a collective (C code, which Python's own signal
+        handlers wait for), so the signal is read from a wake-up pipe by a thread; it
+        prints the line, then ends the process with status ``128 + SIGTERM``, as a
+        shell reports an end by that signal. Nothing is installed where SIGTERM already
+        has a handler or a wake-up descriptor is in use (an event loop's), or off the
+        main thread.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        try:
+            previous = signal.set_wakeup_fd(write)
+        except ValueError:
+            previous = -2
+        if previous != -1:  # someone else's descriptor: leave it in place
+            if previous != -2:
+                signal.set_wakeup_fd(previous)
+            os.close(read)
+            os.close(write)
+            return
+        signal.signal(signal.SIGTERM, _ignore)
+        thread = threading.Thread(target=self._on_sigterm, args=(read,), daemon=True)
+        thread.start()
+
+    def _on_sigterm(self, read: int) -> None:
+        while True:
+            try:
+                got = os.read(read, 64)
+            except OSError:
+                return
+            if not got:
+                return
+            if signal.SIGTERM in got:
+                break
+        message = self._sigterm_message()
+        if message:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+        os._exit(128 + signal.SIGTERM)  # as a shell reports an end by SIGTERM
+
+    def _sigterm_message(self) -> str:
+        """The line this rank prints when ended by SIGTERM ("" when another prints it)."""
+        host = socket.gethostname()
+        peers = self._peers or []
+        here = [r for r, (h, _) in enumerate(peers) if h == host]
+        lost = [r for r in here if r != self.rank and not _alive(peers[r][1])]
+        if lost:
+            if self.rank != min(r for r in here if r not in lost):
+                return ""
+            who = ", ".join(str(r) for r in lost)
+            plural = "s" if len(lost) > 1 else ""
+            return (
+                f"deltaflow: rank{plural} {who} {'were' if plural else 'was'} lost (the "
+                f"process ended); the launcher stopped the other ranks (rank {self.rank} "
+                "reports)"
+            )
+        if self.rank != 0:
+            return ""
+        return (
+            "deltaflow: the launcher stopped rank 0 (SIGTERM): a rank on another machine "
+            "ended or the job was cancelled; the launcher's message names it"
+        )
 
     def _watch_loop(self) -> None:
         while True:
@@ -280,14 +377,25 @@ class _Watch:
         self._comm._waiting_since = None
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    """SIGTERM's Python-level handler: the wake-up pipe's thread acts on it."""
+
+
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine runs (a zombie, ended but not yet
+    reaped by its parent, counts as ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in (b"Z", b"X")
 
 
 def _timeout(timeout: float | None) -> float:

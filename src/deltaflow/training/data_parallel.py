@@ -295,6 +295,10 @@ class DataParallelStep(Hook):
         Count right guesses (class targets).
     track_delta_norms : bool
         Also sum each layer's ``sum |delta[l]| / S[l]``.
+    overlap : bool
+        Sum layer by layer, each layer's reduction started as the backward pass
+        finishes its gradient (the figures travel with layer ``L``'s); without
+        ``track_delta_norms`` only, as those figures are known only at the end.
 
     Attributes
     ----------
@@ -316,7 +320,9 @@ class DataParallelStep(Hook):
         *,
         labels: bool,
         track_delta_norms: bool = False,
+        overlap: bool = False,
     ) -> None:
+        self.overlap = overlap and not track_delta_norms
         self.comm, self.net, self.optimizer = comm, net, optimizer
         self.weight_decay, self.labels, self.norms = weight_decay, labels, track_delta_norms
         n_params = params.count(net.sizes)
@@ -327,6 +333,11 @@ class DataParallelStep(Hook):
         self.pred = np.empty(0, dtype=np.intp)
         self.lr, self.hits, self.seen = 0.0, 0, 0
         self._params, self._grads = [net.params], [self.grad]
+        # per layer, the part of ``flat`` one reduction sums: layer L's with the figures
+        spans = params.layer_slices(net.sizes)
+        self._spans = [self.flat[t.start : b.stop] for t, b in spans]
+        self._spans[-1] = self.flat[spans[-1][0].start :]
+        self._requests: list[Any] = []
 
     def workspace(self, batch_size: int) -> backprop.Workspace:
         """The rank's workspace for its ``ceil(batch_size / ranks)`` rows, the gradient
@@ -344,14 +355,21 @@ class DataParallelStep(Hook):
     def forward(self, batch: Batch) -> float:
         assert isinstance(batch, RankBatch), "a data-parallel step takes a RankSource's batches"
         self.stats[:] = 0
-        if batch.error is not None:  # bad values in the rank's rows: nothing to add
+        if batch.error is not None or batch.rows == 0:
+            # bad values in the rank's rows, or a short last batch that left it none:
+            # nothing to add but the count of ranks with bad rows
             self.grad[:] = 0
-            self.stats[_BAD] = 1
-        elif batch.rows == 0:  # a short last batch can leave a rank without rows
-            self.grad[:] = 0
+            self.stats[_BAD] = batch.error is not None
+            if self.overlap:
+                for l in range(self.net.L, 0, -1):
+                    self._layer_done(l)
         else:
             self._own_rows(batch)
-        self.comm.allreduce_sum(self.flat)
+        if self.overlap:
+            self.comm.wait_all(self._requests)
+            self._requests.clear()
+        else:
+            self.comm.allreduce_sum(self.flat)
         if self.stats[_BAD]:  # every rank stops here, before any parameter changes
             raise_bad_data(self.comm, batch.error)
         self.hits += int(self.stats[_HITS])
@@ -370,12 +388,19 @@ class DataParallelStep(Hook):
             self.stats[_HITS] = np.count_nonzero(pred == batch.labels)
         # the whole batch's 1/B (or 1/sum of its weights) on this rank's rows
         scale = 1.0 / batch.total if batch.total > 0 else 1.0
-        backprop.backward(net, ws, batch.Y, W, scale=scale)
+        done = self._layer_done if self.overlap else None
+        backprop.backward(net, ws, batch.Y, W, scale=scale, layer_done=done)
         if self.norms:
             # delta carries the whole batch's 1/B, so the ranks' sums of |delta| / S[l]
             # add up to the one-process figure
             for l, d in enumerate(ws.delta[1:]):
                 self.stats[_NORMS + l] = float(np.abs(d).sum()) / d.shape[1]
+
+    def _layer_done(self, l: int) -> None:
+        """Start summing layer ``l``'s gradient; nudge the reductions already started."""
+        if self._requests:
+            self.comm.progress(self._requests)
+        self._requests.append(self.comm.iallreduce_sum(self._spans[l - 1]))
 
     def update(self, batch: Batch) -> None:
         if self.weight_decay:

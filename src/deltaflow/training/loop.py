@@ -747,6 +747,7 @@ def _data_parallel(
         weight_decay,
         labels=labels,
         track_delta_norms=track_delta_norms,
+        overlap=comm.per_layer,
     )
 
 
