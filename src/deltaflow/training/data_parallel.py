@@ -204,6 +204,8 @@ class RankMappedSource(_RankBlocks):
     thread gathers, converts and checks just those rows of the file, ahead of their use.
     A NaN or infinity found there is not raised here but handed to the step in the batch
     (:attr:`RankBatch.error`), so that every rank learns of it in the same all-reduce.
+    Only ``source``'s one scan of the targets (one column: their checks and classes)
+    reads every row of a file.
 
     Parameters
     ----------
