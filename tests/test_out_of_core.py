@@ -79,6 +79,32 @@ def test_shards_read_as_one_array(tmp_path: Path, arrays: tuple) -> None:
     assert np.array_equal(subset[1:], X[[200, 401]]) and is_mapped(subset)
 
 
+def test_a_fingerprint_of_mapped_rows_reads_chunks_and_matches_memory(
+    tmp_path: Path, arrays: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deltaflow.data import dataset
+
+    X, y = arrays
+    np.save(tmp_path / "a.npy", X[:150])
+    np.save(tmp_path / "b.npy", X[150:])
+    np.save(tmp_path / "X.npy", X)
+    parts = [np.load(tmp_path / f"{n}.npy", mmap_mode="r") for n in "ab"]
+    shards = ShardedRows(parts)
+    rows = np.array([400, 3, 151, 149, 0])
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole of the mapped rows was asked for at once")
+
+    monkeypatch.setattr(ShardedRows, "__array__", never)
+    monkeypatch.setattr(RowSubset, "__array__", never)
+    monkeypatch.setattr(dataset, "_CHUNK_BYTES", 100)  # two rows a chunk
+    whole = dataset.fingerprint(X, y)
+    assert dataset.fingerprint(np.load(tmp_path / "X.npy", mmap_mode="r"), y) == whole
+    assert dataset.fingerprint(shards, y) == whole
+    assert dataset.fingerprint(RowSubset(shards, rows)) == dataset.fingerprint(X[rows])
+    assert dataset.fingerprint(shards[:-1], y) != whole
+
+
 def test_npy_writer_streams_rows_with_a_final_header(tmp_path: Path) -> None:
     w = NpyWriter(tmp_path / "a.npy", np.float32, (3,))
     w.write(np.arange(6).reshape(2, 3))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaflow import ConfigError, DivergenceError, fit, load
+from deltaflow import ConfigError, DataError, DivergenceError, fit, load
 from deltaflow.cli import main
 from deltaflow.parallel import as_communicator, launched_size, rank_rows, world
 from deltaflow.training import checkpoint
@@ -97,17 +97,27 @@ def run_worker(mpiexec: str, n: int, specs: list[dict], out: Path, **kw) -> list
 
 
 def _result(stem: Path) -> dict:
+    """A rank's parameters and history, or its error message and parameters after it."""
     err = stem.with_suffix(".err")
-    if err.exists():
-        return {"error": err.read_text()}
+    result = {"error": err.read_text()} if err.exists() else {}
     with np.load(stem.with_suffix(".npz")) as f:
-        return {"params": f["params"], "history": json.loads(str(f["history"]))}
+        result["params"] = f["params"]
+        if "history" in f:
+            result["history"] = json.loads(str(f["history"]))
+        if "gathered" in f:
+            result["gathered"] = f["gathered"]
+    return result
 
 
 def one_process(spec: dict):
     net, X, y, kwargs = mpi_worker.problem(spec)
+    X = mpi_worker.mapped(spec, X, kwargs)  # the same memory maps the ranks read
     history = fit(net, X, y, **kwargs)
     return np.concatenate([p.ravel() for p in net.weights + net.biases]), history
+
+
+def _flat(net) -> np.ndarray:
+    return np.concatenate([p.ravel() for p in net.weights + net.biases])
 
 
 def assert_matches_one_process(results: list[dict], spec: dict) -> None:
@@ -204,7 +214,21 @@ SHM_SPECS = {
     "early": spec_of(
         epochs=40, learning_rate=2.0, validation_split=0.3, early_stopping=True, patience=2
     ),
-    "mmap": spec_of(optimizer="nesterov", learning_rate=0.05),
+    # memory-mapped .npy files (written by the fixture), each rank reading its own rows
+    "mmap": dict(spec_of(optimizer="nesterov", learning_rate=0.05), record=True),
+    "mmap_split": dict(
+        spec_of(
+            optimizer="adam", learning_rate=0.01, validation_split=0.25, track_delta_norms=True
+        ),
+        weights=True,
+    ),
+    "mmap_rows_val": spec_of(
+        shuffle="rows", batch_size=30, optimizer="momentum", learning_rate=0.05, epochs=4
+    ),
+    "mmap_layers": dict(spec_of(optimizer="adam", learning_rate=0.01), per_layer=True),
+    "mmap_nan": {"m": 20000, "sizes": [64, 8, 3], "seed": 3, "fit": {"epochs": 2, "seed": 1}},
+    "mmap_nan_val": spec_of(),
+    "mmap_nan_layers": dict(spec_of(epochs=2), per_layer=True),
     "other_data": dict(spec_of(), data_shift_rank=1),
     "intercomm": dict(spec_of(), intercomm=True),
     "per_layer": dict(
@@ -225,16 +249,105 @@ SHM_SPECS = {
 def two_ranks(mpiexec, tmp_path_factory) -> dict[str, list[dict]]:
     """The results of SHM_SPECS, from one launch of two ranks over shared memory."""
     out = tmp_path_factory.mktemp("two_ranks")
-    _, X, _, _ = mpi_worker.problem(SHM_SPECS["mmap"])
-    np.save(out / "X.npy", X)
-    SHM_SPECS["mmap"]["mmap"] = str(out / "X.npy")
+    _write_mapped_files(out)
     results = run_worker(mpiexec, 2, list(SHM_SPECS.values()), out)
     return dict(zip(SHM_SPECS, results))
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam", "early", "mmap", "per_layer"])
+def _write_mapped_files(out: Path) -> None:
+    """The .npy files of the memory-mapped specs, and their names in the specs."""
+    _, X, _, _ = mpi_worker.problem(SHM_SPECS["mmap"])
+    np.save(out / "X.npy", X)
+    for name in ("mmap", "mmap_split", "mmap_rows_val", "mmap_layers", "mmap_nan_val"):
+        SHM_SPECS[name]["mmap"] = str(out / "X.npy")
+    # validation data of its own: float32 inputs, converted a chunk at a time
+    _, Xv, yv, _ = mpi_worker.problem(dict(SHM_SPECS["sgd"], m=61, data_seed=5))
+    np.save(out / "Xv.npy", Xv.astype(np.float32))
+    np.save(out / "yv.npy", yv)
+    SHM_SPECS["mmap_rows_val"]["val_mmap"] = [str(out / "Xv.npy"), str(out / "yv.npy")]
+    # a NaN in a validation row that only rank 1 evaluates (rank 1 takes rows 31..60)
+    assert rank_rows(61, 1, 2) == (31, 61)
+    Xv[40, 2] = np.nan
+    np.save(out / "Xv_nan.npy", Xv)
+    SHM_SPECS["mmap_nan_val"]["val_mmap"] = [str(out / "Xv_nan.npy"), str(out / "yv.npy")]
+    # a NaN in a training row that only rank 1 reads, in the epoch's second half: rank
+    # 1's rows of batch 600 (its prefetch thread reads 512 batches of its rows at a time,
+    # so both ranks have made 512 updates when rank 1 meets it)
+    _write_nan_file(out / "X_nan.npy", SHM_SPECS["mmap_nan"], batch=600)
+    # and in the small file, with each layer's gradient summed as soon as it is known
+    _write_nan_file(out / "X_nan_small.npy", SHM_SPECS["mmap_nan_layers"], batch=3)
+
+
+def _write_nan_file(path: Path, spec: dict, batch: int) -> None:
+    """The spec's inputs with a NaN in a row of rank 1's block of ``batch`` (of 32 rows)
+    in the first epoch, as one process orders the rows of the file; the row in the spec."""
+    _, X, _, _ = mpi_worker.problem(spec)
+    np.save(path, X)
+    spec["mmap"] = str(path)
+    once = dict(spec, fit=dict(spec["fit"], epochs=1))
+    with mpi_worker.recorded_gathers() as gathered:
+        one_process(once)
+    order = np.concatenate(gathered)  # the rows of the first epoch, in its order
+    lo, _ = rank_rows(32, 1, 2)
+    spec["nan_row"] = row = int(order[batch * 32 + lo + 3])
+    X[row, 5] = np.nan
+    np.save(path, X)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sgd", "adam", "early", "mmap", "mmap_split", "mmap_rows_val", "mmap_layers", "per_layer"],
+)
 def test_two_ranks_give_the_weights_of_one_process(two_ranks, name):
     assert_matches_one_process(two_ranks[name], SHM_SPECS[name])
+
+
+def test_each_rank_reads_only_its_own_rows_of_a_memory_map(two_ranks):
+    spec = SHM_SPECS["mmap"]
+    with mpi_worker.recorded_gathers() as gathered:
+        one_process(spec)
+    m, bs, epochs = spec["m"], spec["fit"]["batch_size"], spec["fit"]["epochs"]
+    order = np.concatenate(gathered).reshape(epochs, m)  # each epoch's rows, in order
+    ranks = [r["gathered"] for r in two_ranks["mmap"]]
+    assert sum(len(g) for g in ranks) == epochs * m  # every row once an epoch, no more
+    for rank, rows in enumerate(ranks):
+        # the rank's block of every batch: rank_rows of the batch, in the batch's order
+        blocks = [
+            o[start + lo : start + hi]
+            for o in order
+            for start in range(0, m, bs)
+            for lo, hi in [rank_rows(len(o[start : start + bs]), rank, 2)]
+        ]
+        np.testing.assert_array_equal(rows, np.concatenate(blocks))
+        assert 0 < len(rows) < epochs * m  # a share, not all
+
+
+@pytest.mark.parametrize("name", ["mmap_nan", "mmap_nan_layers"])
+def test_a_nan_in_one_ranks_rows_stops_every_rank_with_the_row(two_ranks, name):
+    spec = SHM_SPECS[name]
+    net, X, y, kwargs = mpi_worker.problem(spec)
+    start = net.params.copy()
+    with pytest.raises(DataError) as one:
+        fit(net, np.load(spec["mmap"], mmap_mode="r"), y, **kwargs)
+    assert f"first at row {spec['nan_row']}, column 5" in str(one.value)
+    np.testing.assert_array_equal(net.params, start)  # the epoch's start put back
+    # both ranks (for mmap_nan after 512 updates) met the NaN in one all-reduce and put
+    # back the start
+    for r in two_ranks[name]:
+        assert r["error"] == f"DataError: {one.value}"
+        np.testing.assert_array_equal(r["params"], _flat(net))
+
+
+def test_a_nan_in_one_ranks_validation_rows_stops_every_rank(two_ranks):
+    spec = SHM_SPECS["mmap_nan_val"]
+    net, X, y, kwargs = mpi_worker.problem(spec)
+    X = mpi_worker.mapped(spec, X, kwargs)
+    with pytest.raises(DataError) as one:
+        fit(net, X, y, **kwargs)
+    assert "X_val contains NaN or infinite values (first at row 40, column 2)" in str(one.value)
+    for r in two_ranks["mmap_nan_val"]:
+        assert r["error"] == f"DataError: {one.value}"
+        np.testing.assert_array_equal(r["params"], _flat(net))
 
 
 def test_over_tcp_on_the_loopback(mpiexec, tmp_path):
@@ -296,30 +409,48 @@ def test_three_ranks_when_the_last_batch_leaves_one_without_rows(mpiexec, tmp_pa
 
 
 def test_resume_under_the_same_and_another_number_of_ranks(mpiexec, tmp_path):
-    ckpt = tmp_path / "ckpt"
-    spec = spec_of(epochs=4, optimizer="adam", learning_rate=0.01)
-    broken = dict(spec, crash_after=2)
-    broken["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt))
-    resumed = dict(spec)
-    resumed["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt), resume=True)
-    whole, crashed = run_worker(mpiexec, 2, [spec, broken], tmp_path / "first")
-    for r in crashed:
-        assert r["error"] == "RuntimeError: interrupted after epoch 2"
-    # the epoch-1 checkpoint, kept for resuming under another number of ranks
-    shutil.copytree(ckpt, tmp_path / "epoch1")
-    (same,) = run_worker(mpiexec, 2, [resumed], tmp_path / "same")
-    for r in same:
-        np.testing.assert_array_equal(r["params"], whole[0]["params"])
-        assert r["history"]["cost"] == whole[0]["history"]["cost"]
-    reference = whole[0]["params"]
-    shutil.rmtree(ckpt)
-    shutil.copytree(tmp_path / "epoch1", ckpt)
-    (three,) = run_worker(mpiexec, 3, [resumed], tmp_path / "three")
-    shutil.rmtree(ckpt)
-    shutil.copytree(tmp_path / "epoch1", ckpt)
-    one, _ = one_process(resumed)
-    for params in [r["params"] for r in three] + [one]:
-        assert np.abs(params - reference).max() <= 1e-12 * np.abs(reference).max()
+    # in memory and from a memory-mapped file (with a validation split), side by side in
+    # the same launches
+    base = spec_of(epochs=4, optimizer="adam", learning_rate=0.01)
+    _, X, _, _ = mpi_worker.problem(base)
+    np.save(tmp_path / "X.npy", X)
+    mapped = dict(base, mmap=str(tmp_path / "X.npy"), weights=True)
+    mapped["fit"] = dict(base["fit"], validation_split=0.2)
+    specs = {"memory": base, "mapped": mapped}
+    runs = {}
+    for name, spec in specs.items():
+        ckpt = tmp_path / f"ckpt-{name}"
+        broken = dict(spec, crash_after=2)
+        broken["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt))
+        resumed = dict(spec)
+        resumed["fit"] = dict(spec["fit"], checkpoint_dir=str(ckpt), resume=True)
+        runs[name] = (ckpt, broken, resumed)
+    first = run_worker(
+        mpiexec, 2, [s for name in specs for s in (specs[name], runs[name][1])], tmp_path / "1"
+    )
+    for i, name in enumerate(specs):
+        whole, crashed = first[2 * i], first[2 * i + 1]
+        for r in crashed:
+            assert r["error"] == "RuntimeError: interrupted after epoch 2"
+        ckpt, _, resumed = runs[name]
+        # the epoch-1 checkpoint, kept for resuming under another number of ranks
+        shutil.copytree(ckpt, tmp_path / f"epoch1-{name}")
+        runs[name] = (ckpt, whole[0], resumed)
+    same = run_worker(mpiexec, 2, [runs[name][2] for name in specs], tmp_path / "same")
+    for (ckpt, whole, _), results in zip(runs.values(), same):
+        for r in results:
+            np.testing.assert_array_equal(r["params"], whole["params"])
+            assert r["history"]["cost"] == whole["history"]["cost"]
+        shutil.rmtree(ckpt)
+        shutil.copytree(ckpt.parent / ckpt.name.replace("ckpt", "epoch1"), ckpt)
+    three = run_worker(mpiexec, 3, [runs[name][2] for name in specs], tmp_path / "three")
+    for (ckpt, whole, resumed), results in zip(runs.values(), three):
+        shutil.rmtree(ckpt)
+        shutil.copytree(ckpt.parent / ckpt.name.replace("ckpt", "epoch1"), ckpt)
+        one, _ = one_process(resumed)
+        reference = whole["params"]
+        for params in [r["params"] for r in results] + [one]:
+            assert np.abs(params - reference).max() <= 1e-12 * np.abs(reference).max()
 
 
 LOST_LINE = "deltaflow: rank 1 was lost (the process ended); the launcher stopped the other"
@@ -412,6 +543,26 @@ def test_cli_trains_data_parallel_and_resumes(mpiexec, tmp_path):
     )
     single = flat_params(tmp_path / "s.st")
     assert np.abs(single - two).max() <= 1e-12 * np.abs(two).max()
+
+
+def test_cli_trains_data_parallel_on_a_directory_of_npy_shards(mpiexec, tmp_path):
+    # two shards, read in place: in the order one process draws for memory-mapped data
+    # ("blocks", not the "rows" of data in memory), each rank reading its own rows
+    rng = np.random.default_rng(4)
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, m in enumerate((130, 110)):
+        X = rng.standard_normal((m, 6))
+        np.save(data / f"X-{k:05d}.npy", X)
+        np.save(data / f"y-{k:05d}.npy", (X[:, :3].argmax(axis=1) + (X[:, 5] > 1)) % 3)
+    args = ["train", "--data", str(data), "--layers", "6,8,3", "--activation", "tanh,softmax"]
+    args += ["--optimizer", "adam", "--lr", "0.01", "--batch-size", "16", "--epochs", "3"]
+    args += ["--validation-split", "0.2", "--quiet"]
+    proc = run_cli(mpiexec, 2, [*args, "--save", str(tmp_path / "two.st")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main([*args, "--save", str(tmp_path / "one.st")]) == 0
+    one, two = flat_params(tmp_path / "one.st"), flat_params(tmp_path / "two.st")
+    assert np.abs(two - one).max() <= 1e-12 * np.abs(one).max()
 
 
 def test_cli_bad_input_under_mpiexec_is_one_line_from_rank_0(mpiexec):

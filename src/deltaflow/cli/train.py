@@ -303,7 +303,8 @@ def _run(args: argparse.Namespace, console: Console, warn: Any, comm: Communicat
     )
     if ckpt is not None:
         console.print(f"resuming from {escape(str(ckpt.path))} after epoch {ckpt.epoch}")
-    extra = _model_extra(args, data, split, scaling)
+    # what the saved model keeps; rank 0 alone saves, and reads the data through for it
+    extra = _model_extra(args, data, split, scaling) if root else {}
     if comm is not None:
         console.print(f"data-parallel over {comm.size} MPI ranks")
     t0 = time.perf_counter()

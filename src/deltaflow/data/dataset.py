@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,9 +293,21 @@ def stratified_split_indices(
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
-    """A short hash of arrays' shapes, dtypes and bytes: the same rows, the same text."""
+    """A short hash of arrays' shapes, dtypes and bytes: the same rows, the same text.
+
+    Arrays read from files (memory maps, shards, their row subsets) are hashed in chunks
+    of rows, never copied whole; the hash is the one of the same rows in memory.
+    """
     h = hashlib.blake2b(digest_size=16)
     for array in arrays:
+        if is_mapped(array) and len(array.shape) > 0:
+            h.update(f"{np.dtype(array.dtype).str}{tuple(array.shape)}".encode())
+            row_bytes = math.prod(array.shape[1:]) * np.dtype(array.dtype).itemsize
+            step = max(1, _CHUNK_BYTES // max(1, row_bytes))
+            for start in range(0, array.shape[0], step):
+                chunk = np.ascontiguousarray(array[start : start + step])
+                h.update(chunk.data.cast("B"))
+            continue
         array = np.ascontiguousarray(array)
         h.update(f"{array.dtype.str}{array.shape}".encode())
         h.update(array.data.cast("B"))

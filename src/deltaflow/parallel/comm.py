@@ -2,8 +2,9 @@
 
 Everything MPI-specific in deltaflow goes through :class:`Communicator`; the training
 loop asks it for an in-place all-reduce (sum) of one flat buffer per step, a broadcast,
-a barrier, an agreement on a yes/no question, and a check that every rank holds the same
-thing (data, settings, parameters). mpi4py is imported only when a communicator is made,
+a barrier, an agreement on a yes/no question, a check that every rank holds the same
+thing (data, settings, parameters), and a gather of small objects (the message of bad
+data that one rank met). mpi4py is imported only when a communicator is made,
 so deltaflow imports and runs without it.
 
 A rank that dies makes the others stop instead of hanging. Open MPI's and MPICH's
@@ -222,6 +223,11 @@ class Communicator:
         """True on every rank when ``flag`` is True on any rank."""
         with self._watch("vote"):
             return bool(self.comm.allreduce(bool(flag), op=self._MPI.LOR))
+
+    def allgather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (pickled), in the order of the ranks, on every rank."""
+        with self._watch("gather"):
+            return list(self.comm.allgather(obj))
 
     def check_same(self, what: str, fingerprint: str, fix: str) -> None:
         """Raise :class:`ConfigError` on every rank unless all ranks pass the same

@@ -35,6 +35,8 @@ from deltaflow.training import checkpoint
 from deltaflow.training.batches import ArraySource, BatchSource
 from deltaflow.training.data_parallel import (
     DataParallelStep,
+    RankMappedSource,
+    RankMappedValidation,
     RankSource,
     RankValidation,
     SameStart,
@@ -218,6 +220,12 @@ def fit(
         same parameters (those of one process, up to the order of additions). Rank 0
         alone writes checkpoints; ``checkpoint_dir`` must be a directory every rank
         can read to resume. Each rank's BLAS keeps to one thread.
+        Memory-mapped ``X`` (and mapped validation data) is read per rank: in the order
+        one process draws for it, each rank gathers, converts and checks only the rows
+        of its own block of every batch (and of the validation rows). The targets are
+        scanned whole on every rank (one column, checked once), and rank 0 alone reads
+        the files through for a checkpoint's digest. A NaN or infinity met in one
+        rank's rows stops every rank in the same step with the same :class:`DataError`.
 
     Returns
     -------
@@ -296,7 +304,7 @@ def fit(
     mode = shuffle_mode(shuffle, is_mapped(X))
     data: _Data | None = None
     mapped: MappedSource | None = None
-    if is_mapped(X) and comm is None:  # from files: checked and converted a batch at a time
+    if is_mapped(X):  # from files: checked and converted a batch at a time
         mapped = _mapped_source(
             net, X, Y, sample_weight, mode, validation_split, validation_data, rng, ckpt
         )
@@ -304,7 +312,9 @@ def fit(
     else:
         data = _prepare_data(net, X, Y, sample_weight, validation_split, validation_data, rng, ckpt)
         arrays, split, labels, m = data.arrays(), data.split, data.labels, data.X.shape[0]
-    fingerprint = _check_fingerprint(checkpoint_dir, ckpt, arrays)
+    # rank 0 alone reads the whole of mapped files for their digest
+    reader = comm if mapped is not None else None
+    fingerprint = _check_fingerprint(checkpoint_dir, ckpt, arrays, reader)
     total_weight = mapped.total_weight if mapped is not None else _total_weight(data)
     if total_weight <= 0:
         raise DataError(
@@ -313,8 +323,9 @@ def fit(
     bs = min(batch_size, m)
     dp = None  # the data-parallel step, only when there is a communicator
     if comm is not None:
-        assert data is not None  # a communicator's rows are prepared in memory or mapped
-        dp = _data_parallel(comm, net, data, opt, weight_decay, bs, track_delta_norms)
+        dense = mapped is not None or (data is not None and not sparse.issparse(data.X))
+        classes = labels is not None
+        dp = _data_parallel(comm, net, dense, classes, opt, weight_decay, bs, track_delta_norms)
     validation = _validation(net, data, mapped, dp, max(bs, 1024))
     if early_stopping and validation is None:
         raise ConfigError(
@@ -334,7 +345,7 @@ def fit(
                               track_delta_norms=track_delta_norms, **no_checkpoints)  # fmt: skip
     source: BatchSource
     if mapped is not None:
-        source = mapped
+        source = mapped if dp is None else RankMappedSource(dp.comm, mapped, bs)
     elif dp is None:
         assert data is not None
         source = ArraySource(data.X, data.Y, data.W, shuffle=mode)
@@ -343,6 +354,7 @@ def fit(
         source = RankSource(
             dp.comm, data.X, data.Y, data.W, data.labels, bs, shuffle=mode is not None
         )
+    if dp is not None:
         hooks.append(StopVote(dp.comm))  # a callback on one rank stops them all
     if checkpoint_dir is not None:
         hooks.append(
@@ -360,17 +372,21 @@ def fit(
                 writes=dp is None or dp.comm.is_root,
             )
         )
+    step: Step
+    threads = None
     if dp is not None:
         hooks.append(SameStart(dp.comm, source, arrays, config))
         # the step counts the right guesses itself; each rank's BLAS keeps to one thread
-        return run(net, source, dp, epochs, bs, rate, rng, hooks, threads=1)
-    step = make_step(net, opt, weight_decay)
+        step, labels, threads = dp, None, 1
+    else:
+        step = make_step(net, opt, weight_decay)
     if mapped is None:
-        return run(net, source, step, epochs, bs, rate, rng, hooks, labels=labels)
+        return run(net, source, step, epochs, bs, rate, rng, hooks, labels=labels, threads=threads)
     undo = UndoOnBadData(net)
     try:
-        return run(net, source, step, epochs, bs, rate, rng, [undo, *hooks], labels=labels)
-    except DataError:  # a NaN met in the file mid-epoch: back to the epoch's start
+        return run(net, source, step, epochs, bs, rate, rng, [undo, *hooks], labels=labels,
+                   threads=threads)  # fmt: skip
+    except DataError:  # a NaN met in the file mid-epoch (on any rank): back to the epoch's start
         undo.undo(net)
         raise
 
@@ -635,11 +651,18 @@ def _check_fingerprint(
     checkpoint_dir: str | os.PathLike[str] | None,
     ckpt: checkpoint.Checkpoint | None,
     arrays: list[Any],
+    comm: Communicator | None = None,
 ) -> str:
-    """The data's digest for checkpoints ("" without); a resumed run's must match."""
+    """The data's digest for checkpoints ("" without); a resumed run's must match.
+
+    With ``comm``, rank 0 alone computes it and tells the others (who need not read
+    the whole of files they otherwise read only in part)."""
     if checkpoint_dir is None:
         return ""
-    fingerprint = checkpoint.data_fingerprint(*arrays)
+    if comm is None:
+        fingerprint = checkpoint.data_fingerprint(*arrays)
+    else:
+        fingerprint = comm.bcast(checkpoint.data_fingerprint(*arrays) if comm.is_root else None)
     if ckpt is not None:
         checkpoint.check_data(ckpt, fingerprint)
     return fingerprint
@@ -663,6 +686,8 @@ def _validation(
     if mapped is not None:
         if mapped.val is None:
             return None
+        if dp is not None:
+            return RankMappedValidation(dp.comm, net, mapped.val, mapped.val_rows, rows)
         return MappedValidation(net, mapped.val, mapped.val_rows, rows)
     assert data is not None
     if data.Xv is None or data.Yv is None:
@@ -695,20 +720,22 @@ def _epoch_hooks(
 def _data_parallel(
     comm: Communicator,
     net: Network,
-    data: _Data,
+    dense: bool,
+    labels: bool,
     optimizer: Optimizer,
     weight_decay: float,
     batch_size: int,
     track_delta_norms: bool,
 ) -> DataParallelStep:
-    """The step of a data-parallel run, after checking that the run can be one."""
+    """The step of a data-parallel run, after checking that the run can be one (on the
+    CPU, over ``dense`` rows); ``labels``: count right guesses."""
     if batch_size < comm.size:
         raise ConfigError(
             f"batch_size={batch_size} is smaller than the {comm.size} ranks, and every rank "
             f"needs rows of each batch; use batch_size >= {comm.size} (and as many "
             "training rows) or fewer ranks"
         )
-    if net.device != "cpu" or sparse.issparse(data.X):
+    if net.device != "cpu" or not dense:
         raise ConfigError(
             "data-parallel training (comm=) runs on the CPU with dense rows; leave out "
             "comm, or train a CPU network on a dense array"
@@ -718,7 +745,7 @@ def _data_parallel(
         net,
         optimizer,
         weight_decay,
-        labels=data.labels is not None,
+        labels=labels,
         track_delta_norms=track_delta_norms,
         overlap=comm.per_layer,
     )

@@ -440,11 +440,15 @@ class MappedSource:
     def epoch(self, rng: np.random.Generator) -> Generator[Batch, None, None]:
         if self._prefetch is None:
             raise RuntimeError("bind the source to a workspace before asking for batches")
+        self.draw(rng)
+        return self._serve(self._prefetch)
+
+    def draw(self, rng: np.random.Generator) -> None:
+        """The next epoch's order, drawn from ``rng`` in place into :attr:`order`."""
         if self.mode == "rows":
             rng.shuffle(self.order)
         elif self.mode == "blocks":
             block_order(self.m, self.block, BUFFER_BLOCKS, rng, out=self.order)
-        return self._serve(self._prefetch)
 
     def _serve(self, prefetch: Prefetcher) -> Generator[Batch, None, None]:
         stream = prefetch.epoch(self.order)
