@@ -99,7 +99,8 @@ def worker(args: argparse.Namespace) -> None:
     if comm is not None:
         # the all-reduce alone, every rank ready: a step's gradient and its few figures
         net = make_net("float32")
-        buffer = np.ones(net.params.size + 2 + net.L, dtype=np.float32)
+        # the gradient, then the step's cost, hits, bad-row count and L delta norms
+        buffer = np.ones(net.params.size + 3 + net.L, dtype=np.float32)
         comm.barrier()
         t0 = time.perf_counter()
         for _ in range(20):
