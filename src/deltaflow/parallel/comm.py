@@ -19,6 +19,7 @@ communicator.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import signal
@@ -179,6 +180,7 @@ class Communicator:
         self._what = ""
         self._peers: list[tuple[str, int]] | None = None
         self._watchdog: threading.Thread | None = None
+        self._ending = threading.Event()
 
     @property
     def is_root(self) -> bool:
@@ -294,6 +296,9 @@ class Communicator:
         signal.signal(signal.SIGTERM, _ignore)
         thread = threading.Thread(target=self._on_sigterm, args=(read,), daemon=True)
         thread.start()
+        # a rank that ends on its own (an error every rank raised) may be stopped by the
+        # launcher on its way out, as a peer that ended first is seen: no line then
+        atexit.register(self._ending.set)
 
     def _on_sigterm(self, read: int) -> None:
         while True:
@@ -305,7 +310,7 @@ class Communicator:
                 return
             if signal.SIGTERM in got:
                 break
-        message = self._sigterm_message()
+        message = "" if self._ending.is_set() else self._sigterm_message()
         if message:
             sys.stderr.write(message + "\n")
             sys.stderr.flush()
