@@ -71,20 +71,19 @@ def worker(args: argparse.Namespace) -> None:
         calls = 0
 
         def allreduce_sum(self, buffer: np.ndarray) -> np.ndarray:
-            t0, c0 = time.perf_counter(), time.process_time()
-            super().allreduce_sum(buffer)
-            self.seconds += time.perf_counter() - t0
-            self.cpu_seconds += time.process_time() - c0  # MPI spins while it waits
-            self.calls += 1
-            return buffer
+            return self._timed(super().allreduce_sum, buffer)
 
         def wait_all(self, requests: list) -> None:
             # per layer: the wait at the end of the backward pass, what was not hidden
+            self._timed(super().wait_all, requests)
+
+        def _timed(self, call, *args):
             t0, c0 = time.perf_counter(), time.process_time()
-            super().wait_all(requests)
+            result = call(*args)
             self.seconds += time.perf_counter() - t0
-            self.cpu_seconds += time.process_time() - c0
+            self.cpu_seconds += time.process_time() - c0  # MPI spins while it waits
             self.calls += 1
+            return result
 
     plain = world()
     comm = None if plain is None else TimedComm(plain.comm, per_layer=args.layer)

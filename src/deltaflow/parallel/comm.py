@@ -147,7 +147,8 @@ class Communicator:
         PyTorch's DDP does with its buckets. Off by default: on one machine the single
         blocking all-reduce measured faster (``benchmarks/distributed.py --per-layer``);
         a slow network between machines is where it may pay. The weights are the same
-        either way.
+        either way. A run that tracks the delta norms (known only at the end of the
+        backward pass) sums in one call.
 
     Attributes
     ----------
@@ -316,12 +317,16 @@ class Communicator:
             sys.stderr.flush()
         os._exit(128 + signal.SIGTERM)  # as a shell reports an end by SIGTERM
 
-    def _sigterm_message(self) -> str:
-        """The line this rank prints when ended by SIGTERM ("" when another prints it)."""
+    def _local_ranks(self) -> tuple[list[int], list[int]]:
+        """The ranks on this machine, and those of them whose process has ended."""
         host = socket.gethostname()
         peers = self._peers or []
         here = [r for r, (h, _) in enumerate(peers) if h == host]
-        lost = [r for r in here if r != self.rank and not _alive(peers[r][1])]
+        return here, [r for r in here if r != self.rank and not _alive(peers[r][1])]
+
+    def _sigterm_message(self) -> str:
+        """The line this rank prints when ended by SIGTERM ("" when another prints it)."""
+        here, lost = self._local_ranks()
         if lost:
             if self.rank != min(r for r in here if r not in lost):
                 return ""
@@ -348,12 +353,7 @@ class Communicator:
                 return
 
     def _lost_message(self) -> str:
-        host = socket.gethostname()
-        lost = [
-            r
-            for r, (h, pid) in enumerate(self._peers or [])
-            if h == host and r != self.rank and not _alive(pid)
-        ]
+        _, lost = self._local_ranks()
         if lost:
             who = ", ".join(str(r) for r in lost)
             return (

@@ -380,14 +380,15 @@ def fit(
         step, labels, threads = dp, None, 1
     else:
         step = make_step(net, opt, weight_decay)
-    if mapped is None:
-        return run(net, source, step, epochs, bs, rate, rng, hooks, labels=labels, threads=threads)
-    undo = UndoOnBadData(net)
+    # a NaN met in a file mid-epoch (on any rank) puts back the epoch's starting parameters
+    undo = UndoOnBadData(net) if mapped is not None else None
+    if undo is not None:
+        hooks.insert(0, undo)
     try:
-        return run(net, source, step, epochs, bs, rate, rng, [undo, *hooks], labels=labels,
-                   threads=threads)  # fmt: skip
-    except DataError:  # a NaN met in the file mid-epoch (on any rank): back to the epoch's start
-        undo.undo(net)
+        return run(net, source, step, epochs, bs, rate, rng, hooks, labels=labels, threads=threads)
+    except DataError:
+        if undo is not None:
+            undo.undo(net)
         raise
 
 
